@@ -1,0 +1,112 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "freshet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "freshet", targets: ["freshet"]),
+        .library(name: "Freshet", targets: ["Freshet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+    ],
+    targets: [
+        // C libraries, wrapped as system modules.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+
+        // Pure logic: no I/O.
+        .target(
+            name: "FreshetCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+
+        // One module per external system.
+        .target(
+            name: "FreshetPostgres",
+            dependencies: [
+                "CLibPQ",
+                "FreshetCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "FreshetRedis",
+            dependencies: [
+                "CHiredis",
+                "FreshetCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "FreshetHTTP",
+            dependencies: [
+                "FreshetCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // Wiring: the application the CLI and the tests both start.
+        .target(
+            name: "Freshet",
+            dependencies: [
+                "FreshetCore",
+                "FreshetPostgres",
+                "FreshetRedis",
+                "FreshetHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "freshet",
+            dependencies: [
+                "Freshet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(
+            name: "FreshetCoreTests",
+            dependencies: ["FreshetCore"]
+        ),
+        .testTarget(
+            name: "FreshetIntegrationTests",
+            dependencies: [
+                "Freshet",
+                "FreshetCore",
+                "FreshetPostgres",
+                "FreshetRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

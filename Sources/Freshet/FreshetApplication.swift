@@ -1,0 +1,104 @@
+import FreshetCore
+import FreshetHTTP
+import FreshetPostgres
+import FreshetRedis
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// Options of `freshet run` that are not part of the configuration file.
+public struct RunOptions: Sendable {
+    /// Install the triggers at start (`--no-install` turns it off).
+    public var installTriggers: Bool
+    /// Called with each event after it was published (tests).
+    public var onEvent: @Sendable (ChangeEvent) -> Void
+    /// The registry `/metrics` serves; `nil` turns the endpoint off.
+    public var metrics: MetricsExport?
+
+    public init(
+        installTriggers: Bool = true, metrics: MetricsExport? = nil, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
+    ) {
+        self.installTriggers = installTriggers
+        self.metrics = metrics
+        self.onEvent = onEvent
+    }
+}
+
+/// A whole Freshet process: listener → pipeline → Redis writer → publisher → hub → HTTP, as one `ServiceGroup`.
+///
+/// The CLI's `run` and the integration tests both build it with `FreshetApplication(config:options:logger:)`.
+public final class FreshetApplication: Sendable {
+    public let config: FreshetConfig
+    public let hub: EventHub
+    public let listener: PostgresListener
+    public let writer: RedisWriter
+    let readiness = ReadinessState()
+    let services: [any Service]
+    let logger: Logger
+    let listenAddress: ListenAddress
+
+    /// Builds the services. Throws `ConfigError` for a configuration that cannot work (e.g. a bad Redis URL).
+    public init(config: FreshetConfig, options: RunOptions = .init(), logger: Logger) throws(ConfigError) {
+        self.config = config
+        self.logger = logger
+        let endpoint: RedisEndpoint
+        do {
+            endpoint = try RedisEndpoint(parsing: config.redis.url)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(field: "redis.url", message: error.description)])
+        }
+        guard let address = ListenAddress(parsing: config.http.listen) else {
+            throw ConfigError(problems: [ConfigProblem(field: "http.listen", message: "not host:port")])
+        }
+        listenAddress = address
+        let metrics = FreshetMetrics()
+        hub = EventHub(
+            replay: config.http.replay, clientBuffer: config.http.clientBuffer, heartbeat: config.http.heartbeat,
+            logger: logger
+        )
+        listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
+        writer = RedisWriter(
+            endpoint: endpoint, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
+            shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics
+        )
+        let queries = PostgresQueryConnection(conninfo: config.postgres.url)
+        let pipeline = ChangePipeline(
+            config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
+            installTriggers: options.installTriggers, logger: logger, metrics: metrics
+        )
+        let publisher = EventPublisher(writer: writer, hub: hub, onEvent: options.onEvent)
+
+        let router = Router()
+        let readiness = self.readiness
+        let writer = self.writer
+        Routes.add(to: router, hub: hub, readiness: Readiness { readiness.reasons(redisConnected: writer.isConnected) })
+        if let metrics = options.metrics {
+            Routes.addMetrics(to: router) { metrics.text() }
+        }
+        let http = Application(
+            router: router,
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
+            logger: logger
+        )
+        // Shutdown runs in reverse: HTTP and the hub first, then the listener, the pipeline (ends when the listener's
+        // events end), the writer (drains), and the publisher last (ends when the writer's completions end).
+        services = [publisher, writer, pipeline, listener, hub, http]
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful: flush Redis for at most `shutdown_timeout`) or until a service fails.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: signals,
+            logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = .seconds(config.shutdownTimeout + 5)
+        configuration.maximumCancellationDuration = .seconds(2)
+        let group = ServiceGroup(configuration: configuration)
+        try await group.run()
+    }
+
+    /// Why `/readyz` would say 503 now; empty when ready.
+    public var notReadyReasons: [String] { readiness.reasons(redisConnected: writer.isConnected) }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import FreshetCore
+import FreshetPostgres
+import FreshetRedis
+import Logging
+
+/// The CLI's commands other than `run`: each connects, does one thing, and returns.
+public enum OneShotCommands {
+    /// Resolves the tables once (no retry): `ConfigError` for schema problems, `PostgresError` when unreachable.
+    public static func resolve(_ config: FreshetConfig, queries: PostgresQueryConnection) throws -> [ResolvedTable] {
+        let result = try queries.runBlocking { connection throws(PostgresError) in
+            try SchemaInspector.resolve(config, on: connection)
+        }
+        return try result.get()
+    }
+
+    /// `freshet triggers sql`: the install DDL.
+    public static func triggerSQL(_ config: FreshetConfig) throws -> String {
+        let queries = PostgresQueryConnection(conninfo: config.postgres.url)
+        defer { queries.close() }
+        return TriggerSQL.install(tables: try resolve(config, queries: queries), channel: config.postgres.channel)
+    }
+
+    /// `freshet triggers install|uninstall`.
+    public static func applyTriggers(_ config: FreshetConfig, install: Bool) throws -> [ResolvedTable] {
+        let queries = PostgresQueryConnection(conninfo: config.postgres.url)
+        defer { queries.close() }
+        let tables = try resolve(config, queries: queries)
+        try queries.runBlocking { connection throws(PostgresError) in
+            if install {
+                try TriggerInstaller.install(tables, channel: config.postgres.channel, on: connection)
+            } else {
+                try TriggerInstaller.uninstall(tables, on: connection)
+            }
+        }
+        return tables
+    }
+
+    /// `freshet check`: every line of the report, and whether everything passed. Config problems throw.
+    public static func check(_ config: FreshetConfig) throws -> (lines: [String], ok: Bool) {
+        var lines: [String] = []
+        var ok = true
+        let queries = PostgresQueryConnection(conninfo: config.postgres.url)
+        defer { queries.close() }
+        let tables: [ResolvedTable]
+        do {
+            tables = try resolve(config, queries: queries)
+            lines.append("ok    PostgreSQL \(Redaction.connectionString(config.postgres.url))")
+            for table in tables {
+                let installed = try queries.runBlocking { connection throws(PostgresError) in
+                    try connection.query(
+                        "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass($1) AND tgname IN ($2, $3)",
+                        parameters: [table.schema.quotedName, TriggerSQL.rowTriggerName, TriggerSQL.truncateTriggerName]
+                    )
+                }
+                let state = installed.first?.first.flatMap { $0 } == "2" ? "triggers installed" : "triggers not installed (freshet run installs them)"
+                lines.append("ok    table \(table.name) (\(table.schema.schema).\(table.schema.name)), key \(table.keyColumns.joined(separator: ", ")); \(state)")
+            }
+        } catch let error as PostgresError {
+            ok = false
+            lines.append("FAIL  PostgreSQL \(Redaction.connectionString(config.postgres.url)): \(error.message)")
+        }
+        do {
+            let endpoint = try RedisEndpoint(parsing: config.redis.url)
+            let connection = try RedisConnection.connect(endpoint, timeout: config.redis.timeout)
+            let reply = try connection.command(["PING"])
+            lines.append("ok    Redis \(Redaction.connectionString(config.redis.url)) (\(reply.text ?? "answered"))")
+        } catch {
+            ok = false
+            lines.append("FAIL  Redis \(Redaction.connectionString(config.redis.url)): \(error)")
+        }
+        return (lines, ok)
+    }
+
+    /// `freshet tail`: its own LISTEN connection; prints each change as the event JSON plus the Redis operations
+    /// `run` would perform, one line each, until cancelled. Acts on nothing.
+    public static func tail(_ config: FreshetConfig, logger: Logger, print: @escaping @Sendable (String) -> Void) async throws {
+        let queries = PostgresQueryConnection(conninfo: config.postgres.url)
+        let tables = try resolve(config, queries: queries)
+        let processor = ChangeProcessor(catalog: TableCatalog(tables), queries: queries, logger: logger, metrics: FreshetMetrics())
+        let listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await listener.run() }
+            group.addTask {
+                for await event in listener.events {
+                    guard case .notification(let payload) = event, let plan = await processor.process(payload) else { continue }
+                    var object = plan.event.json
+                    object["operations"] = .array(plan.operations.map { op in
+                        .object(["action": .string(op.action), "key": .string(op.key)])
+                    })
+                    print(JSONValue.object(object).jsonText)
+                }
+            }
+            try await group.next()
+            listener.stop()
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,25 @@
+import Synchronization
+
+/// What `/readyz` reports: each part Freshet needs, and whether it is up.
+final class ReadinessState: Sendable {
+    private let state = Mutex(Parts())
+
+    struct Parts {
+        var tablesResolved = false
+        var listening = false
+        var startError: String?
+    }
+
+    func update(_ body: (inout Parts) -> Void) { state.withLock { body(&$0) } }
+
+    func reasons(redisConnected: Bool) -> [String] {
+        state.withLock { parts in
+            var reasons: [String] = []
+            if let error = parts.startError { reasons.append(error) }
+            if !parts.tablesResolved { reasons.append("tables not yet resolved in PostgreSQL") }
+            if !parts.listening { reasons.append("LISTEN connection to PostgreSQL is down") }
+            if !redisConnected { reasons.append("Redis does not answer") }
+            return reasons
+        }
+    }
+}

@@ -1,0 +1,62 @@
+/// What subscribers and `freshet tail` receive for one change.
+///
+/// Its JSON is the contract: `{"op", "schema", "table", "key", "topics", "row"?, "at", "redis"?}`.
+public struct ChangeEvent: Sendable, Equatable {
+    public var op: ChangeOp
+    public var schema: String
+    /// The table's name in the catalog.
+    public var table: String
+    /// The table as written in the config (`users`, `billing.invoices`); not part of the JSON.
+    public var configName: String
+    public var key: JSONObject
+    public var topics: [String]
+    /// The configured `sse.columns` of the row; `nil` on delete and truncate.
+    public var row: JSONObject?
+    public var at: String
+    /// The Redis keys acted on, when the table sets `sse.show_keys`.
+    public var redis: [String]?
+    /// Set when the trigger could not send the row's key: the whole table was invalidated.
+    public var incomplete: Bool
+
+    public init(
+        op: ChangeOp, schema: String, table: String, configName: String, key: JSONObject, topics: [String],
+        row: JSONObject? = nil, at: String, redis: [String]? = nil, incomplete: Bool = false
+    ) {
+        self.op = op
+        self.schema = schema
+        self.table = table
+        self.configName = configName
+        self.key = key
+        self.topics = topics
+        self.row = row
+        self.at = at
+        self.redis = redis
+        self.incomplete = incomplete
+    }
+
+    /// Whether the event concerns every row of its table (truncate, or an event whose key is unknown).
+    public var concernsWholeTable: Bool { op == .truncate || incomplete }
+
+    /// The event as a JSON object, fields in contract order.
+    public var json: JSONObject {
+        var object: JSONObject = [
+            "op": .string(op.rawValue),
+            "schema": .string(schema),
+            "table": .string(table),
+            "key": .object(key),
+            "topics": .array(topics.map { .string($0) }),
+        ]
+        if let row { object["row"] = .object(row) }
+        object["at"] = .string(at)
+        if let redis { object["redis"] = .array(redis.map { .string($0) }) }
+        if incomplete { object["incomplete"] = .bool(true) }
+        return object
+    }
+
+    /// Compact JSON bytes, with no raw newline (safe for one SSE `data:` line).
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter()
+        writer.write(json)
+        return writer.bytes
+    }
+}

@@ -1,0 +1,205 @@
+/// Freshet's whole configuration, as read from `freshet.yml` with environment overrides applied and defaults filled in.
+///
+/// Every duration is in seconds (fractions allowed) and every size in bytes. See `docs/configuration.md`.
+public struct FreshetConfig: Sendable, Equatable {
+    public var postgres: PostgresSettings
+    public var redis: RedisSettings
+    public var http: HTTPSettings
+    public var log: LogSettings
+    public var tables: [TableConfig]
+    /// What to do after a gap in the notification stream (`flush` by default).
+    public var onGap: GapPolicy
+    /// How long SIGTERM waits for Redis operations already received. Default 5 s.
+    public var shutdownTimeout: Double
+
+    public init(
+        postgres: PostgresSettings, redis: RedisSettings = .init(), http: HTTPSettings = .init(),
+        log: LogSettings = .init(), tables: [TableConfig], onGap: GapPolicy = .flush, shutdownTimeout: Double = 5
+    ) {
+        self.postgres = postgres
+        self.redis = redis
+        self.http = http
+        self.log = log
+        self.tables = tables
+        self.onGap = onGap
+        self.shutdownTimeout = shutdownTimeout
+    }
+}
+
+/// `postgres:` — the database whose tables Freshet watches.
+public struct PostgresSettings: Sendable, Equatable {
+    /// Any libpq connection string: a `postgresql://` URL or `key=value` pairs. Env `DATABASE_URL` overrides it.
+    public var url: String
+    /// The NOTIFY channel the triggers send on. Default `freshet`.
+    public var channel: String
+
+    public init(url: String, channel: String = "freshet") {
+        self.url = url
+        self.channel = channel
+    }
+}
+
+/// `redis:` — the cache Freshet invalidates.
+public struct RedisSettings: Sendable, Equatable {
+    /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock?db=N`. Env `REDIS_URL` overrides it.
+    public var url: String
+    /// Connect and command timeout, seconds. Default 2.
+    public var timeout: Double
+    /// Operations allowed to wait for Redis; past this the queue is dropped and a gap recorded. Default 100,000.
+    public var maxPending: Int
+    /// How long Redis may be away before the waiting operations are dropped and a gap recorded. Default 30 s.
+    public var maxOutage: Double
+
+    public init(url: String = "redis://127.0.0.1:6379/0", timeout: Double = 2, maxPending: Int = 100_000, maxOutage: Double = 30) {
+        self.url = url
+        self.timeout = timeout
+        self.maxPending = maxPending
+        self.maxOutage = maxOutage
+    }
+}
+
+/// `http:` — the SSE, health and metrics endpoint.
+public struct HTTPSettings: Sendable, Equatable {
+    /// `host:port` to bind. Default `127.0.0.1:8080` (loopback). Env `FRESHET_LISTEN` overrides it.
+    public var listen: String
+    /// Seconds between SSE comment heartbeats. Default 15.
+    public var heartbeat: Double
+    /// Events kept for `Last-Event-ID` resume. Default 10,000.
+    public var replay: Int
+    /// Bytes a subscriber may have waiting before it is dropped. Default 1 MiB.
+    public var clientBuffer: Int
+    public var cors: CORSSettings
+    /// Authentication for `/events`; `nil` means open.
+    public var auth: AuthSettings?
+    /// Serve `/metrics`. Default true.
+    public var metrics: Bool
+
+    public init(
+        listen: String = "127.0.0.1:8080", heartbeat: Double = 15, replay: Int = 10_000, clientBuffer: Int = 1 << 20,
+        cors: CORSSettings = .init(), auth: AuthSettings? = nil, metrics: Bool = true
+    ) {
+        self.listen = listen
+        self.heartbeat = heartbeat
+        self.replay = replay
+        self.clientBuffer = clientBuffer
+        self.cors = cors
+        self.auth = auth
+        self.metrics = metrics
+    }
+}
+
+/// `http.cors:` — which browser origins may read `/events`.
+public struct CORSSettings: Sendable, Equatable {
+    /// Allowed origins; `nil` with `allowAny` false means CORS is off.
+    public var allowedOrigins: [String]
+    /// `allowed_origins: "*"`.
+    public var allowAny: Bool
+
+    public init(allowedOrigins: [String] = [], allowAny: Bool = false) {
+        self.allowedOrigins = allowedOrigins
+        self.allowAny = allowAny
+    }
+}
+
+/// `http.auth:` — static bearer tokens and/or an HS256 JWT secret.
+public struct AuthSettings: Sendable, Equatable {
+    public var tokens: [String]
+    public var jwtSecret: String?
+
+    public init(tokens: [String] = [], jwtSecret: String? = nil) {
+        self.tokens = tokens
+        self.jwtSecret = jwtSecret
+    }
+}
+
+/// `log:` — level and line format.
+public struct LogSettings: Sendable, Equatable {
+    /// swift-log level name: trace, debug, info, notice, warning, error, critical. Default info.
+    public var level: String
+    public var format: LogFormat
+
+    public init(level: String = "info", format: LogFormat = .text) {
+        self.level = level
+        self.format = format
+    }
+}
+
+/// How log lines are written.
+public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+    case text, json
+}
+
+/// `on_gap:` — what Freshet does when it may have missed changes.
+public enum GapPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Delete every key matching the configured templates and tell subscribers to resync (default).
+    case flush
+    /// Do nothing (unsafe: stale keys may stay until something else invalidates them).
+    case none
+}
+
+/// One entry of `tables:`.
+public struct TableConfig: Sendable, Equatable {
+    /// The table as written in the config (`users`, `billing.invoices`): the metric label and default topic.
+    public var name: String
+    /// The parsed, case-folded name used to find the table in the catalog.
+    public var qualifiedName: TableName
+    /// Key columns; `nil` means the primary key from the catalog.
+    public var key: [String]?
+    /// An UPDATE that changes only these columns fires nothing.
+    public var ignoreColumns: [String]
+    public var redis: [RedisRule]
+    public var sse: SSETableSettings
+
+    public init(
+        name: String, qualifiedName: TableName, key: [String]? = nil, ignoreColumns: [String] = [],
+        redis: [RedisRule] = [], sse: SSETableSettings = .init()
+    ) {
+        self.name = name
+        self.qualifiedName = qualifiedName
+        self.key = key
+        self.ignoreColumns = ignoreColumns
+        self.redis = redis
+        self.sse = sse
+    }
+}
+
+/// One entry of a table's `redis:` list: a key template and what to do with the key.
+public struct RedisRule: Sendable, Equatable {
+    public var key: KeyTemplate
+    public var action: RedisAction
+    /// For `set`: the columns written as JSON; `nil` means every column.
+    public var columns: [String]?
+    /// For `set`: expiry in seconds; `nil` means no TTL.
+    public var ttl: Double?
+
+    public init(key: KeyTemplate, action: RedisAction = .delete, columns: [String]? = nil, ttl: Double? = nil) {
+        self.key = key
+        self.action = action
+        self.columns = columns
+        self.ttl = ttl
+    }
+}
+
+/// What a Redis rule does to its key on a change.
+public enum RedisAction: String, Sendable, Equatable, CaseIterable {
+    /// UNLINK the key.
+    case delete
+    /// SET the key to the row as JSON (UNLINK it on delete).
+    case set
+}
+
+/// A table's `sse:` section.
+public struct SSETableSettings: Sendable, Equatable {
+    /// Topic templates; `nil` means `NAME` and `NAME/{key1}/{key2}…`.
+    public var topics: [KeyTemplate]?
+    /// Row columns sent to subscribers; `nil` means the key columns only.
+    public var columns: [String]?
+    /// Include the Redis keys acted on in each event.
+    public var showKeys: Bool
+
+    public init(topics: [KeyTemplate]? = nil, columns: [String]? = nil, showKeys: Bool = false) {
+        self.topics = topics
+        self.columns = columns
+        self.showKeys = showKeys
+    }
+}

@@ -1,0 +1,57 @@
+/// Writes the effective configuration as YAML for `freshet run --print-config`, with every secret replaced by `***`
+/// (passwords in URLs, `http.auth.tokens`, `http.auth.jwt.secret`).
+public enum ConfigPrinter {
+    public static func yaml(_ config: FreshetConfig) -> String {
+        var lines: [String] = []
+        func q(_ s: String) -> String { JSONValue.string(s).jsonText }  // JSON strings are valid YAML
+        func n(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d) }
+        func list(_ items: [String]) -> String { "[" + items.map(q).joined(separator: ", ") + "]" }
+        lines.append("postgres:")
+        lines.append("  url: \(q(Redaction.connectionString(config.postgres.url)))")
+        lines.append("  channel: \(q(config.postgres.channel))")
+        lines.append("redis:")
+        lines.append("  url: \(q(Redaction.connectionString(config.redis.url)))")
+        lines.append("  timeout: \(n(config.redis.timeout))")
+        lines.append("  max_pending: \(config.redis.maxPending)")
+        lines.append("  max_outage: \(n(config.redis.maxOutage))")
+        lines.append("http:")
+        lines.append("  listen: \(q(config.http.listen))")
+        lines.append("  heartbeat: \(n(config.http.heartbeat))")
+        lines.append("  replay: \(config.http.replay)")
+        lines.append("  client_buffer: \(config.http.clientBuffer)")
+        lines.append("  metrics: \(config.http.metrics)")
+        lines.append("  cors:")
+        lines.append("    allowed_origins: " + (config.http.cors.allowAny ? q("*") : list(config.http.cors.allowedOrigins)))
+        if let auth = config.http.auth {
+            lines.append("  auth:")
+            lines.append("    tokens: " + list(auth.tokens.map { _ in Redaction.mask }))
+            if auth.jwtSecret != nil {
+                lines.append("    jwt:")
+                lines.append("      secret: \(q(Redaction.mask))")
+            }
+        }
+        lines.append("log:")
+        lines.append("  level: \(q(config.log.level))")
+        lines.append("  format: \(q(config.log.format.rawValue))")
+        lines.append("on_gap: \(q(config.onGap.rawValue))")
+        lines.append("shutdown_timeout: \(n(config.shutdownTimeout))")
+        lines.append("tables:")
+        for table in config.tables {
+            lines.append("  - name: \(q(table.name))")
+            if let key = table.key { lines.append("    key: \(list(key))") }
+            lines.append("    ignore_columns: \(list(table.ignoreColumns))")
+            lines.append("    redis:" + (table.redis.isEmpty ? " []" : ""))
+            for rule in table.redis {
+                lines.append("      - key: \(q(rule.key.source))")
+                lines.append("        action: \(rule.action.rawValue)")
+                if let columns = rule.columns { lines.append("        columns: \(list(columns))") }
+                if let ttl = rule.ttl { lines.append("        ttl: \(n(ttl))") }
+            }
+            lines.append("    sse:")
+            if let topics = table.sse.topics { lines.append("      topics: \(list(topics.map(\.source)))") }
+            if let columns = table.sse.columns { lines.append("      columns: \(list(columns))") }
+            lines.append("      show_keys: \(table.sse.showKeys)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

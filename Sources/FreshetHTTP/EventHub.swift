@@ -1,0 +1,230 @@
+import FreshetCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// Fans change events out to SSE subscribers.
+///
+/// Each event is encoded once, as SSE bytes in a `ByteBuffer` that every subscriber shares, and kept in a ring of the
+/// last `replay` events for `Last-Event-ID` resume. A subscriber's outgoing bytes are bounded by `clientBuffer`: one
+/// that falls behind gets a `resync` and is closed. As a `Service` it sends heartbeats and, on graceful shutdown,
+/// ends every stream.
+public final class EventHub: Service, Sendable {
+    /// Identifies this process's ids: the start time in milliseconds.
+    public let epoch: UInt64
+    private let replayCapacity: Int
+    private let clientBuffer: Int
+    private let heartbeat: Double
+    private let logger: Logger
+    private let state: Mutex<State>
+
+    struct Stored {
+        var sequence: UInt64
+        var topics: [String]
+        var wholeTableShapes: [TopicPattern]?
+        var bytes: ByteBuffer
+    }
+
+    struct State {
+        var sequence: UInt64 = 0
+        var ring: [Stored] = []
+        var ringStart = 0
+        var subscribers: [UInt64: Subscriber] = [:]
+        var nextSubscriberID: UInt64 = 0
+        var closed = false
+        /// Events before this sequence may have been missed (a gap); resumes from before it get a resync.
+        var gapSequence: UInt64 = 0
+        var droppedSlow = 0
+        var eventsSent = 0
+        var tableShapes: [String: [TopicPattern]] = [:]
+    }
+
+    final class Subscriber: Sendable {
+        let request: SubscriptionRequest
+        let continuation: AsyncStream<ByteBuffer>.Continuation
+        /// Bytes handed to the stream and not yet written to the socket.
+        let queued = Atomic<Int>(0)
+
+        init(request: SubscriptionRequest, continuation: AsyncStream<ByteBuffer>.Continuation) {
+            self.request = request
+            self.continuation = continuation
+        }
+    }
+
+    public init(
+        replay: Int, clientBuffer: Int, heartbeat: Double, epoch: UInt64? = nil, logger: Logger
+    ) {
+        self.epoch = epoch ?? UInt64(clock_gettime_ms())
+        self.replayCapacity = replay
+        self.clientBuffer = clientBuffer
+        self.heartbeat = heartbeat
+        self.logger = logger
+        self.state = Mutex(State())
+    }
+
+    /// Sets, for each table name, its topic templates as shapes, so that a whole-table event (truncate) reaches
+    /// every subscriber of any of that table's topics.
+    public func setTableShapes(_ shapes: [String: [TopicPattern]]) {
+        state.withLock { $0.tableShapes = shapes }
+    }
+
+    /// The number of open streams.
+    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// The id of the last event published (`EPOCH-0` before the first).
+    public var lastEventID: EventID { EventID(epoch: epoch, sequence: state.withLock { $0.sequence }) }
+
+    /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
+    public func publish(_ event: ChangeEvent) {
+        state.withLock { state in
+            let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
+            state.sequence += 1
+            let id = EventID(epoch: epoch, sequence: state.sequence)
+            let bytes = SSEEncoder.message(id: id.description, event: "change", data: event.jsonBytes)
+            let buffer = ByteBuffer(bytes: bytes)
+            let stored = Stored(sequence: state.sequence, topics: event.topics, wholeTableShapes: wholeTable, bytes: buffer)
+            if state.ring.count - state.ringStart >= replayCapacity {
+                state.ringStart += 1
+                if state.ringStart >= 4096 || state.ringStart * 2 >= state.ring.count {
+                    state.ring.removeFirst(state.ringStart)
+                    state.ringStart = 0
+                }
+            }
+            if replayCapacity > 0 { state.ring.append(stored) }
+            var slow: [UInt64] = []
+            for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
+                if !send(buffer, to: subscriber) { slow.append(id) }
+                state.eventsSent += 1
+            }
+            for id in slow { drop(id, state: &state, reason: "slow") }
+        }
+    }
+
+    /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too.
+    public func publishResync(reason: String) {
+        state.withLock { state in
+            state.gapSequence = state.sequence
+            let bytes = resyncBytes(sequence: state.sequence, reason: reason)
+            for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber) }
+        }
+    }
+
+    private func resyncBytes(sequence: UInt64, reason: String) -> ByteBuffer {
+        var writer = JSONWriter()
+        writer.write(["reason": .string(reason)] as JSONObject)
+        let id = EventID(epoch: epoch, sequence: sequence)
+        return ByteBuffer(bytes: SSEEncoder.message(id: id.description, event: "resync", data: writer.bytes))
+    }
+
+    /// Hands bytes to a subscriber whatever its buffer holds (replay, resync: bounded by the ring).
+    private func enqueue(_ buffer: ByteBuffer, to subscriber: Subscriber) {
+        subscriber.queued.add(buffer.readableBytes, ordering: .relaxed)
+        subscriber.continuation.yield(buffer)
+    }
+
+    /// Hands bytes to a subscriber unless its buffer is full; false when it must be dropped.
+    private func send(_ buffer: ByteBuffer, to subscriber: Subscriber) -> Bool {
+        let size = buffer.readableBytes
+        let queued = subscriber.queued.add(size, ordering: .relaxed).newValue
+        if queued > clientBuffer { return false }
+        subscriber.continuation.yield(buffer)
+        return true
+    }
+
+    private func drop(_ id: UInt64, state: inout State, reason: String) {
+        guard let subscriber = state.subscribers.removeValue(forKey: id) else { return }
+        state.droppedSlow += 1
+        enqueue(resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full"), to: subscriber)
+        subscriber.continuation.finish()
+        logger.warning("dropped an SSE subscriber", metadata: ["reason": "\(reason)"])
+    }
+
+    /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
+    /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
+    public func subscribe(_ request: SubscriptionRequest) -> HubStream {
+        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .unbounded)
+        let subscriber = Subscriber(request: request, continuation: continuation)
+        let id: UInt64? = state.withLock { state in
+            guard !state.closed else { return nil }
+            enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber)
+            if let text = request.lastEventID {
+                let lastSeen = EventID(parsing: text)
+                let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1
+                if let lastSeen, lastSeen.epoch == epoch, lastSeen.sequence <= state.sequence,
+                   lastSeen.sequence + 1 >= oldest, lastSeen.sequence >= state.gapSequence {
+                    for stored in state.ring[state.ringStart...] where stored.sequence > lastSeen.sequence
+                        && request.wants(topics: stored.topics, wholeTableShapes: stored.wholeTableShapes) {
+                        enqueue(stored.bytes, to: subscriber)
+                    }
+                } else {
+                    let reason = lastSeen == nil ? "unknown event id" : (lastSeen!.epoch != epoch ? "Freshet restarted" : "events missed")
+                    enqueue(resyncBytes(sequence: state.sequence, reason: reason), to: subscriber)
+                }
+            }
+            let id = state.nextSubscriberID
+            state.nextSubscriberID += 1
+            state.subscribers[id] = subscriber
+            return id
+        }
+        if let id {
+            continuation.onTermination = { [weak self] _ in
+                self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+            }
+        } else {
+            continuation.finish()
+        }
+        return HubStream(stream: stream, subscriber: subscriber)
+    }
+
+    public func run() async throws {
+        let beat = ByteBuffer(bytes: SSEEncoder.comment("heartbeat"))
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: .seconds(heartbeat))
+                state.withLock { state in
+                    var slow: [UInt64] = []
+                    for (id, subscriber) in state.subscribers where !send(beat, to: subscriber) { slow.append(id) }
+                    for id in slow { drop(id, state: &state, reason: "slow") }
+                }
+            }
+        } onGracefulShutdown: {
+            self.close()
+        }
+        close()
+    }
+
+    /// Ends every stream and refuses new ones.
+    public func close() {
+        let subscribers = state.withLock { state in
+            state.closed = true
+            let all = Array(state.subscribers.values)
+            state.subscribers.removeAll()
+            return all
+        }
+        for subscriber in subscribers { subscriber.continuation.finish() }
+    }
+}
+
+/// One subscriber's stream of SSE bytes. Call `written(_:)` after each buffer reached the socket.
+public struct HubStream: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let stream: AsyncStream<ByteBuffer>
+    let subscriber: EventHub.Subscriber
+
+    public func makeAsyncIterator() -> AsyncStream<ByteBuffer>.AsyncIterator { stream.makeAsyncIterator() }
+
+    /// Releases `buffer`'s bytes from the subscriber's budget.
+    public func written(_ buffer: ByteBuffer) {
+        subscriber.queued.subtract(buffer.readableBytes, ordering: .relaxed)
+    }
+}
+
+import Glibc
+
+/// Wall-clock milliseconds, for the epoch.
+func clock_gettime_ms() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}

@@ -1,0 +1,134 @@
+import Foundation
+import FreshetCore
+import Glibc
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Holds Freshet's one LISTEN connection and reports what arrives as `events`.
+///
+/// The connection lives on a thread of its own: `poll()` on the libpq socket and a wake-up eventfd,
+/// `PQconsumeInput`, then every buffered notification is pushed into a bounded buffer. When the connection fails it
+/// reports `disconnected`, reconnects with capped exponential backoff and jitter, and LISTENs again. While idle it runs
+/// a cheap `SELECT 1` every `checkInterval` seconds, so a dead peer is noticed even where keepalives are slow.
+public final class PostgresListener: Service, Sendable {
+    public let events: ListenerEvents
+    private let buffer: HandoffBuffer<ListenerEvent>
+    private let conninfo: String
+    private let channel: String
+    private let checkInterval: Double
+    private let logger: Logger
+    private let wake = WakeSignal()
+    private let state = Mutex(State())
+
+    struct State {
+        var stopping = false
+        var backendPID: Int32?
+    }
+
+    /// - Parameters:
+    ///   - conninfo: a libpq URL or key=value string.
+    ///   - capacity: events buffered before the thread stops reading (PostgreSQL then queues them).
+    public init(conninfo: String, channel: String, capacity: Int = 4096, checkInterval: Double = 5, logger: Logger) {
+        self.conninfo = conninfo
+        self.channel = channel
+        self.checkInterval = checkInterval
+        self.logger = logger
+        self.buffer = HandoffBuffer(capacity: capacity)
+        self.events = ListenerEvents(buffer: buffer)
+    }
+
+    /// The backend pid of the LISTEN session while connected.
+    public var backendPID: Int32? { state.withLock { $0.backendPID } }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    let thread = Thread { [self] in
+                        self.loop()
+                        done.resume()
+                    }
+                    thread.name = "freshet-listen"
+                    thread.start()
+                }
+            } onCancel: {
+                self.stop()
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+    }
+
+    /// Ends the thread and the event sequence.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        wake.signal()
+        buffer.cancel()
+    }
+
+    private var stopping: Bool { state.withLock { $0.stopping } }
+
+    private func loop() {
+        var backoff = Backoff(base: 0.1, cap: 5)
+        var everConnected = false
+        let redacted = Redaction.connectionString(conninfo)
+        while !stopping {
+            let connection: PGConnection
+            do {
+                connection = try PGConnection.connect(conninfo, applicationName: "freshet-listener")
+                try connection.execute("LISTEN \(SQL.quoteIdentifier(channel))")
+            } catch {
+                let delay = backoff.next()
+                logger.warning("cannot LISTEN on PostgreSQL; retrying", metadata: [
+                    "postgres": "\(redacted)", "error": "\(error.message)", "retry_in": "\(String(format: "%.2f", delay))s",
+                ])
+                if wake.wait(seconds: delay) { break }
+                continue
+            }
+            backoff.reset()
+            state.withLock { $0.backendPID = connection.backendPID }
+            logger.info(everConnected ? "LISTEN connection re-established" : "listening for changes", metadata: [
+                "channel": "\(channel)", "backend_pid": "\(connection.backendPID)",
+            ])
+            guard buffer.push(.connected(backendPID: connection.backendPID, reconnected: everConnected)) else { break }
+            everConnected = true
+            let reason = serve(connection)
+            state.withLock { $0.backendPID = nil }
+            if stopping { break }
+            logger.error("LISTEN connection lost; reconnecting", metadata: ["error": "\(reason)"])
+            guard buffer.push(.disconnected(reason: reason)) else { break }
+        }
+        buffer.finish()
+    }
+
+    /// Serves one connection until it fails (returns why) or the listener stops (returns "").
+    private func serve(_ connection: PGConnection) -> String {
+        var lastActivity = ContinuousClock.now
+        while !stopping {
+            var fds = [
+                pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&fds, 2, Int32(checkInterval * 1000))
+            if ready < 0 && errno != EINTR { return "poll failed: errno \(errno)" }
+            if fds[1].revents != 0 { return "" }
+            do {
+                if fds[0].revents != 0 {
+                    try connection.consumeInput()
+                    lastActivity = .now
+                } else if ContinuousClock.now - lastActivity >= .seconds(checkInterval) {
+                    try connection.execute("SELECT 1")
+                    lastActivity = .now
+                }
+            } catch {
+                return error.message
+            }
+            for notification in connection.drainNotifications() where notification.channel == channel {
+                guard buffer.push(.notification(notification.payload)) else { return "" }
+            }
+            if !connection.isConnected { return "connection closed" }
+        }
+        return ""
+    }
+}

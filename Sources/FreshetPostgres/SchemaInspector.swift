@@ -1,0 +1,38 @@
+import FreshetCore
+
+/// Reads table definitions from the catalog.
+public enum SchemaInspector {
+    static let sql = """
+        SELECT n.nspname, c.relname,
+          (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum)::text FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+          (SELECT pg_catalog.json_agg(a.attname ORDER BY pg_catalog.array_position(i.indkey::int2[], a.attnum))::text
+            FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+            WHERE i.indrelid = c.oid AND i.indisprimary)
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p')
+        """
+
+    /// The catalog entry of `table`, or `nil` when there is no such table.
+    public static func inspect(_ table: TableName, on connection: PGConnection) throws(PostgresError) -> TableSchema? {
+        let rows = try connection.query(sql, parameters: [table.quoted])
+        guard let row = rows.first, let schema = row[0], let name = row[1] else { return nil }
+        return TableSchema(schema: schema, name: name, columns: names(row[2]), primaryKey: names(row[3]))
+    }
+
+    /// Inspects every configured table and checks the configuration against the catalog.
+    public static func resolve(_ config: FreshetConfig, on connection: PGConnection) throws(PostgresError) -> Result<[ResolvedTable], ConfigError> {
+        var schemas: [TableSchema?] = []
+        for table in config.tables {
+            schemas.append(try inspect(table.qualifiedName, on: connection))
+        }
+        let problems = SchemaValidator.validate(config, schemas: schemas)
+        guard problems.isEmpty else { return .failure(ConfigError(problems: problems)) }
+        return .success(zip(config.tables, schemas).map { ResolvedTable(config: $0, schema: $1!) })
+    }
+
+    private static func names(_ json: String?) -> [String] {
+        guard let json, case .array(let items)? = try? JSONParser.parse(json) else { return [] }
+        return items.compactMap(\.stringValue)
+    }
+}

@@ -1,0 +1,22 @@
+import FreshetCore
+
+/// Applies the trigger DDL from `TriggerSQL`.
+public enum TriggerInstaller {
+    public static func install(_ tables: [ResolvedTable], channel: String, on connection: PGConnection) throws(PostgresError) {
+        do {
+            try connection.execute(TriggerSQL.install(tables: tables, channel: channel))
+        } catch {
+            _ = try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    public static func uninstall(_ tables: [ResolvedTable], on connection: PGConnection) throws(PostgresError) {
+        do {
+            try connection.execute(TriggerSQL.uninstall(tables: tables))
+        } catch {
+            _ = try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+}
