@@ -19,11 +19,12 @@ final class ChangePipeline: Service {
     let installTriggers: Bool
     let logger: Logger
     let metrics: FreshetMetrics
+    let stats: PipelineStats
 
     init(
         config: FreshetConfig, listener: PostgresListener, writer: RedisWriter, hub: EventHub,
         queries: PostgresQueryConnection, readiness: ReadinessState, installTriggers: Bool, logger: Logger,
-        metrics: FreshetMetrics
+        metrics: FreshetMetrics, stats: PipelineStats
     ) {
         self.config = config
         self.listener = listener
@@ -34,13 +35,14 @@ final class ChangePipeline: Service {
         self.installTriggers = installTriggers
         self.logger = logger
         self.metrics = metrics
+        self.stats = stats
     }
 
     func run() async throws {
         let catalog = try await cancelWhenGracefulShutdown {
             try await self.start()
         }
-        let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics)
+        let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
         for await event in listener.events {
             switch event {
             case .connected(_, let reconnected):

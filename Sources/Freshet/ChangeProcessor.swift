@@ -9,6 +9,7 @@ struct ChangeProcessor: Sendable {
     let queries: PostgresQueryConnection
     let logger: Logger
     let metrics: FreshetMetrics
+    var stats: PipelineStats? = nil
 
     /// The plan for a notification, or `nil` when it was rejected (logged and counted).
     func process(_ payload: String) async -> ChangePlan? {
@@ -17,6 +18,7 @@ struct ChangeProcessor: Sendable {
             change = try PayloadDecoder.decode(payload)
         } catch {
             metrics.rejected(reason: error.reason)
+            stats?.countRejected()
             logger.error("skipped a notification that is not a Freshet change", metadata: [
                 "reason": "\(error.reason)", "detail": "\(error.detail)", "payload": "\(payload.prefix(200))",
             ])
@@ -24,6 +26,7 @@ struct ChangeProcessor: Sendable {
         }
         guard let table = catalog.table(schema: change.schema, name: change.table) else {
             metrics.rejected(reason: "unknown_table")
+            stats?.countRejected()
             logger.error("skipped a change for a table that is not configured", metadata: [
                 "schema": "\(change.schema)", "table": "\(change.table)",
             ])

@@ -15,12 +15,16 @@ public struct RunOptions: Sendable {
     public var onEvent: @Sendable (ChangeEvent) -> Void
     /// The registry `/metrics` serves; `nil` turns the endpoint off.
     public var metrics: MetricsExport?
+    /// Signals that start a graceful shutdown; tests pass none and call `shutdown()`.
+    public var signals: [UnixSignal]
 
     public init(
-        installTriggers: Bool = true, metrics: MetricsExport? = nil, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
+        installTriggers: Bool = true, metrics: MetricsExport? = nil, signals: [UnixSignal] = [.sigterm, .sigint],
+        onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
     ) {
         self.installTriggers = installTriggers
         self.metrics = metrics
+        self.signals = signals
         self.onEvent = onEvent
     }
 }
@@ -33,8 +37,10 @@ public final class FreshetApplication: Sendable {
     public let hub: EventHub
     public let listener: PostgresListener
     public let writer: RedisWriter
+    /// Counts of what was skipped, for tests and logs.
+    public let stats = PipelineStats()
     let readiness = ReadinessState()
-    let services: [any Service]
+    let group: ServiceGroup
     let logger: Logger
     let listenAddress: ListenAddress
 
@@ -65,7 +71,7 @@ public final class FreshetApplication: Sendable {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         let pipeline = ChangePipeline(
             config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
-            installTriggers: options.installTriggers, logger: logger, metrics: metrics
+            installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
         )
         let publisher = EventPublisher(writer: writer, hub: hub, onEvent: options.onEvent)
 
@@ -83,20 +89,26 @@ public final class FreshetApplication: Sendable {
         )
         // Shutdown runs in reverse: HTTP and the hub first, then the listener, the pipeline (ends when the listener's
         // events end), the writer (drains), and the publisher last (ends when the writer's completions end).
-        services = [publisher, writer, pipeline, listener, hub, http]
-    }
-
-    /// Runs until SIGTERM/SIGINT (graceful: flush Redis for at most `shutdown_timeout`) or until a service fails.
-    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        let services: [any Service] = [publisher, writer, pipeline, listener, hub, http]
         var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
-            gracefulShutdownSignals: signals,
+            gracefulShutdownSignals: options.signals,
             logger: logger
         )
         configuration.maximumGracefulShutdownDuration = .seconds(config.shutdownTimeout + 5)
         configuration.maximumCancellationDuration = .seconds(2)
-        let group = ServiceGroup(configuration: configuration)
+        group = ServiceGroup(configuration: configuration)
+    }
+
+    /// Runs until SIGTERM/SIGINT or `shutdown()` (graceful: flush Redis for at most `shutdown_timeout`), or until a
+    /// service fails: a `ConfigError` when a table or column does not exist.
+    public func run() async throws {
         try await group.run()
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does.
+    public func shutdown() async {
+        await group.triggerGracefulShutdown()
     }
 
     /// Why `/readyz` would say 503 now; empty when ready.

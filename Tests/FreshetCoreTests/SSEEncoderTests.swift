@@ -1,0 +1,43 @@
+import FreshetCore
+import Testing
+
+@Suite struct SSEEncoderTests {
+    func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    @Test func encodesIdEventAndData() {
+        let message = SSEEncoder.message(id: "1-2", event: "change", data: Array(#"{"a":1}"#.utf8))
+        #expect(text(message) == "id: 1-2\nevent: change\ndata: {\"a\":1}\n\n")
+    }
+
+    @Test func lineBreaksCannotInjectFields() {
+        let message = text(SSEEncoder.message(id: "1\nevent: evil", event: "change\r\ndata: x", data: Array("a\r\nb\nc\rd".utf8)))
+        #expect(message == "id: 1event: evil\nevent: changedata: x\ndata: a\ndata: b\ndata: c\ndata: d\n\n")
+    }
+
+    @Test func eventIDsParseAndOrder() {
+        #expect(EventID(parsing: "17-3") == EventID(epoch: 17, sequence: 3))
+        #expect(EventID(parsing: "17") == nil)
+        #expect(EventID(parsing: "a-1") == nil)
+        #expect(EventID(epoch: 1, sequence: 9) < EventID(epoch: 2, sequence: 0))
+    }
+
+    @Test func heartbeatIsAComment() {
+        #expect(text(SSEEncoder.comment("hb")) == ": hb\n\n")
+    }
+}
+
+@Suite struct TriggerSQLTests {
+    @Test func quotesEveryIdentifierAndLiteral() throws {
+        let config = TableConfig(
+            name: "\"we\"\"ird\"", qualifiedName: TableName(schema: nil, name: "we\"ird"),
+            ignoreColumns: ["it's"], redis: [RedisRule(key: try KeyTemplate(parsing: "k:{id}"))]
+        )
+        let schema = TableSchema(schema: "my schema", name: "we\"ird", columns: ["id", "it's"], primaryKey: ["id"])
+        let sql = TriggerSQL.install(tables: [ResolvedTable(config: config, schema: schema)], channel: "chan'nel")
+        #expect(sql.contains(#"ON "my schema"."we""ird""#))
+        #expect(sql.contains("'chan''nel'"))
+        #expect(sql.contains(#"'{"it''s"}'"#))
+        #expect(sql.contains("SET search_path = pg_catalog, pg_temp"))
+        #expect(sql.contains("AFTER TRUNCATE"))
+    }
+}
