@@ -87,16 +87,18 @@ public final class FreshetApplication: Sendable {
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
             logger: logger
         )
-        // Shutdown runs in reverse: HTTP and the hub first, then the listener, the pipeline (ends when the listener's
-        // events end), the writer (drains), and the publisher last (ends when the writer's completions end).
-        let services: [any Service] = [publisher, writer, pipeline, listener, hub, http]
+        // Shutdown runs in reverse: the hub first (ends every SSE stream, or the HTTP server would wait for them), then
+        // HTTP, the listener, the pipeline (ends when the listener's events end), the writer (drains), and the
+        // publisher last (ends when the writer's completions end).
+        let services: [any Service] = [publisher, writer, pipeline, listener, http, hub]
         var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: options.signals,
             logger: logger
         )
         configuration.maximumGracefulShutdownDuration = .seconds(config.shutdownTimeout + 5)
-        configuration.maximumCancellationDuration = .seconds(2)
+        // No cancellation limit: ServiceGroup would crash the process when it passes. A second SIGTERM exits at once.
+        configuration.maximumCancellationDuration = nil
         group = ServiceGroup(configuration: configuration)
     }
 

@@ -102,13 +102,18 @@ public final class RedisWriter: Service, @unchecked Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                let thread = Thread { [self] in
-                    self.loop()
-                    done.resume()
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    let thread = Thread { [self] in
+                        self.loop()
+                        done.resume()
+                    }
+                    thread.name = "freshet-redis"
+                    thread.start()
                 }
-                thread.name = "freshet-redis"
-                thread.start()
+            } onCancel: {
+                self.stop()
+                self.stop()  // cancelled: do not wait for the flush
             }
         } onGracefulShutdown: {
             self.stop()

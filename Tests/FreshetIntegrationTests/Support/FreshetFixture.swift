@@ -1,0 +1,95 @@
+import Foundation
+import Freshet
+import FreshetCore
+import FreshetPostgres
+import Logging
+import Testing
+
+/// A running Freshet (the same `FreshetApplication` the CLI starts) against a test database, with its own HTTP
+/// port and Redis key prefix.
+final class FreshetFixture: @unchecked Sendable {
+    let app: FreshetApplication
+    let port: Int
+    let databaseURL: String
+    let prefix: String
+    private var task: Task<Void, Error>?
+    private let finished = NSLock()
+    private var _stopped = false
+    /// Whether `run()` has returned.
+    var stopped: Bool { finished.withLock { _stopped } }
+
+    /// - Parameter tablesYAML: the `tables:` section; `{prefix}` in it is replaced by this fixture's key prefix.
+    init(databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, extraYAML: String = "", install: Bool = true) throws {
+        let (_, redis) = try TestServers.require()
+        self.port = TestServers.freePort()
+        self.databaseURL = databaseURL
+        self.prefix = prefix
+        let yaml = """
+            postgres:
+              url: \(databaseURL)
+            redis:
+              url: \(redis)
+            http:
+              listen: 127.0.0.1:\(port)
+              heartbeat: 1
+            shutdown_timeout: 2
+            \(extraYAML)
+            tables:
+            \(tablesYAML.replacingOccurrences(of: "{prefix}", with: prefix))
+            """
+        let config = try FreshetConfig.parse(yaml: yaml)
+        var logger = Logger(label: "freshet-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["FRESHET_TEST_LOG"] == nil ? .critical : .debug
+        app = try FreshetApplication(config: config, options: RunOptions(installTriggers: install, signals: []), logger: logger)
+    }
+
+    /// Starts the app and waits until `/readyz` would answer 200.
+    func start() async throws {
+        let app = self.app
+        task = Task {
+            defer { self.finished.withLock { self._stopped = true } }
+            try await app.run()
+        }
+        try await eventually("Freshet ready (not ready because: \(app.notReadyReasons))", timeout: 20) {
+            if stopped { throw TestFailure("Freshet stopped during start") }
+            guard app.notReadyReasons.isEmpty else { return false }
+            let health = try? await httpGet(port: port, path: "/healthz")
+            return health?.status == 200
+        }
+    }
+
+    /// Runs until the app stops by itself; returns its error.
+    func runToCompletion() async -> Error? {
+        do {
+            try await app.run()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    func stop() async {
+        await app.shutdown()
+        _ = try? await task?.value
+    }
+
+    /// Opens `/events` with the given query and waits until the stream has started.
+    func subscribe(_ query: String = "", headers: [String: String] = [:]) async throws -> SSEClient {
+        let client = try SSEClient(port: port, path: "/events" + query, headers: headers)
+        try await eventually("SSE stream open") { client.status != nil }
+        try await eventually("subscriber registered") { app.hub.subscriberCount > 0 }
+        return client
+    }
+
+    /// A connection to the test database.
+    func sql(_ statement: String) throws {
+        let connection = try PGConnection.connect(databaseURL)
+        try connection.execute(statement)
+    }
+}
+
+/// Parses an SSE message's data as JSON.
+func json(_ message: SSEMessage) throws -> JSONObject {
+    guard case .object(let object) = try JSONParser.parse(message.data) else { throw TestFailure("not an object: \(message.data)") }
+    return object
+}

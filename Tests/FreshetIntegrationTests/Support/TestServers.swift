@@ -1,0 +1,111 @@
+import Foundation
+import FreshetPostgres
+import FreshetRedis
+import FreshetCore
+import Testing
+
+/// The real PostgreSQL and Redis the integration tests use, from `DATABASE_URL` and `REDIS_URL` (set by
+/// `scripts/test`). Without them the tests are skipped locally and fail under CI=true.
+enum TestServers {
+    static let environment = ProcessInfo.processInfo.environment
+    static let databaseURL = environment["DATABASE_URL"]
+    static let redisURL = environment["REDIS_URL"]
+    static var available: Bool { databaseURL != nil && redisURL != nil }
+    static var isCI: Bool { environment["CI"] == "true" }
+
+    /// Runs the integration tests when the servers are configured, and under CI (where their absence must fail).
+    static var enabled: Bool { available || isCI }
+
+    static func require() throws -> (database: String, redis: String) {
+        guard let databaseURL, let redisURL else {
+            throw TestFailure("DATABASE_URL and REDIS_URL must be set (scripts/test starts the servers)")
+        }
+        return (databaseURL, redisURL)
+    }
+
+    /// A fresh database for one test, dropped afterwards; isolates triggers, channels and tables.
+    static func withDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
+        let (admin, _) = try require()
+        let name = "freshet_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let adminConnection = try PGConnection.connect(admin)
+        try adminConnection.execute("CREATE DATABASE \(name)")
+        let url = replacingDatabase(in: admin, with: name)
+        do {
+            let result = try await body(url)
+            try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            return result
+        } catch {
+            try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            throw error
+        }
+    }
+
+    /// `postgresql://user@host:port/db?x` with its database replaced.
+    static func replacingDatabase(in url: String, with name: String) -> String {
+        let schemeEnd = url.range(of: "://")!.upperBound
+        let rest = url[schemeEnd...]
+        let query = rest.firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
+        let authority = rest.prefix { $0 != "/" && $0 != "?" }
+        return String(url[..<schemeEnd]) + authority + "/" + name + query
+    }
+
+    /// A key prefix no other test uses.
+    static func uniquePrefix() -> String {
+        "t" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10).lowercased()
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: bound.sin_port))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Waits until `condition` holds, polling, and fails the test with `message` at the deadline.
+func eventually(
+    _ message: @autoclosure () -> String, timeout: Double = 10, sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + .seconds(timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    if try await condition() { return }
+    Issue.record("timed out after \(timeout)s waiting for: \(message())", sourceLocation: sourceLocation)
+    throw TestFailure("timed out waiting for: \(message())")
+}
+
+/// A Redis connection for assertions (one per test; used from the test's task only).
+final class TestRedis: @unchecked Sendable {
+    let connection: RedisConnection
+    private let lock = NSLock()
+
+    init() throws {
+        let (_, url) = try TestServers.require()
+        connection = try RedisConnection.connect(try RedisEndpoint(parsing: url), timeout: 5)
+    }
+
+    @discardableResult
+    func run(_ args: String...) throws -> RedisReply {
+        lock.lock()
+        defer { lock.unlock() }
+        return try connection.command(args)
+    }
+
+    func get(_ key: String) throws -> String? { try run("GET", key).text }
+    func exists(_ key: String) throws -> Bool { try run("EXISTS", key) == .integer(1) }
+}
