@@ -101,6 +101,7 @@ let package = Package(
         .testTarget(
             name: "FreshetIntegrationTests",
             dependencies: [
+                "freshet",  // built so that the CLI tests can run the real binary
                 "Freshet",
                 "FreshetCore",
                 "FreshetPostgres",
