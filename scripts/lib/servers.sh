@@ -11,7 +11,7 @@ freshet_log() { printf '%s\n' "[freshet] $*" >&2; }
 # Installs the Debian packages the build and the tests need, unless they are already there.
 freshet_install_packages() {
     local missing=""
-    for pkg in $FRESHET_APT_PACKAGES $FRESHET_EXTRA_PACKAGES; do
+    for pkg in $FRESHET_APT_PACKAGES ${FRESHET_EXTRA_PACKAGES:-}; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
     done
     [ -z "$missing" ] && return 0
