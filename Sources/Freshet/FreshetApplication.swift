@@ -75,10 +75,13 @@ public final class FreshetApplication: Sendable {
         )
         let publisher = EventPublisher(writer: writer, hub: hub, onEvent: options.onEvent)
 
-        let router = Router()
+        let router = Router(context: FreshetRequestContext.self)
         let readiness = self.readiness
         let writer = self.writer
-        Routes.add(to: router, hub: hub, readiness: Readiness { readiness.reasons(redisConnected: writer.isConnected) })
+        Routes.add(
+            to: router, hub: hub, readiness: Readiness { readiness.reasons(redisConnected: writer.isConnected) },
+            options: .init(auth: config.http.auth, cors: config.http.cors, logger: logger)
+        )
         if let metrics = options.metrics {
             Routes.addMetrics(to: router) { metrics.text() }
         }

@@ -36,7 +36,6 @@ public final class EventHub: Service, Sendable {
         /// Events before this sequence may have been missed (a gap); resumes from before it get a resync.
         var gapSequence: UInt64 = 0
         var droppedSlow = 0
-        var eventsSent = 0
         var tableShapes: [String: [TopicPattern]] = [:]
     }
 
@@ -45,6 +44,8 @@ public final class EventHub: Service, Sendable {
         let continuation: AsyncStream<ByteBuffer>.Continuation
         /// Bytes handed to the stream and not yet written to the socket.
         let queued = Atomic<Int>(0)
+        /// Called when the hub drops this subscriber, to close its connection (a write may be stuck).
+        let dropHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
         init(request: SubscriptionRequest, continuation: AsyncStream<ByteBuffer>.Continuation) {
             self.request = request
@@ -68,6 +69,9 @@ public final class EventHub: Service, Sendable {
     public func setTableShapes(_ shapes: [String: [TopicPattern]]) {
         state.withLock { $0.tableShapes = shapes }
     }
+
+    /// Subscribers dropped for falling behind since start.
+    public var droppedCount: Int { state.withLock { $0.droppedSlow } }
 
     /// The number of open streams.
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
@@ -95,7 +99,6 @@ public final class EventHub: Service, Sendable {
             var slow: [UInt64] = []
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
                 if !send(buffer, to: subscriber) { slow.append(id) }
-                state.eventsSent += 1
             }
             for id in slow { drop(id, state: &state, reason: "slow") }
         }
@@ -137,7 +140,10 @@ public final class EventHub: Service, Sendable {
         state.droppedSlow += 1
         enqueue(resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full"), to: subscriber)
         subscriber.continuation.finish()
-        logger.warning("dropped an SSE subscriber", metadata: ["reason": "\(reason)"])
+        subscriber.dropHandler.withLock { $0 }?()
+        logger.warning("dropped an SSE subscriber that fell behind", metadata: [
+            "reason": "\(reason)", "client_buffer": "\(clientBuffer)",
+        ])
     }
 
     /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
@@ -217,6 +223,16 @@ public struct HubStream: AsyncSequence, Sendable {
     /// Releases `buffer`'s bytes from the subscriber's budget.
     public func written(_ buffer: ByteBuffer) {
         subscriber.queued.subtract(buffer.readableBytes, ordering: .relaxed)
+    }
+
+    /// Sets what to do when the hub drops this subscriber for falling behind (close its connection).
+    public func onDrop(_ handler: @escaping @Sendable () -> Void) {
+        subscriber.dropHandler.withLock { $0 = handler }
+    }
+
+    /// Ends the stream and releases the subscriber (the client went away).
+    public func cancel() {
+        subscriber.continuation.finish()
     }
 }
 

@@ -32,10 +32,10 @@ enum TestServers {
         let url = replacingDatabase(in: admin, with: name)
         do {
             let result = try await body(url)
-            try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
             return result
         } catch {
-            try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
             throw error
         }
     }
