@@ -87,6 +87,7 @@ public final class FreshetApplication: Sendable {
         }
         let http = Application(
             router: router,
+            server: Routes.server,
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
             logger: logger
         )

@@ -81,7 +81,7 @@ public final class EventHub: Service, Sendable {
 
     /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
     public func publish(_ event: ChangeEvent) {
-        state.withLock { state in
+        let dropped: [Subscriber] = state.withLock { state in
             let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
             state.sequence += 1
             let id = EventID(epoch: epoch, sequence: state.sequence)
@@ -100,8 +100,9 @@ public final class EventHub: Service, Sendable {
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
                 if !send(buffer, to: subscriber) { slow.append(id) }
             }
-            for id in slow { drop(id, state: &state, reason: "slow") }
+            return slow.compactMap { detach($0, state: &state) }
         }
+        finishDropped(dropped)
     }
 
     /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too.
@@ -135,15 +136,21 @@ public final class EventHub: Service, Sendable {
         return true
     }
 
-    private func drop(_ id: UInt64, state: inout State, reason: String) {
-        guard let subscriber = state.subscribers.removeValue(forKey: id) else { return }
+    /// Removes a subscriber that fell behind and queues its resync; the caller finishes it outside the lock
+    /// (finishing a stream runs its termination handler, which takes the lock).
+    private func detach(_ id: UInt64, state: inout State) -> Subscriber? {
+        guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
         state.droppedSlow += 1
         enqueue(resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full"), to: subscriber)
-        subscriber.continuation.finish()
-        subscriber.dropHandler.withLock { $0 }?()
-        logger.warning("dropped an SSE subscriber that fell behind", metadata: [
-            "reason": "\(reason)", "client_buffer": "\(clientBuffer)",
-        ])
+        return subscriber
+    }
+
+    private func finishDropped(_ dropped: [Subscriber]) {
+        for subscriber in dropped {
+            subscriber.continuation.finish()
+            subscriber.dropHandler.withLock { $0 }?()
+            logger.warning("dropped an SSE subscriber that fell behind", metadata: ["client_buffer": "\(clientBuffer)"])
+        }
     }
 
     /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
@@ -188,11 +195,12 @@ public final class EventHub: Service, Sendable {
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: .seconds(heartbeat))
-                state.withLock { state in
+                let dropped: [Subscriber] = state.withLock { state in
                     var slow: [UInt64] = []
                     for (id, subscriber) in state.subscribers where !send(beat, to: subscriber) { slow.append(id) }
-                    for id in slow { drop(id, state: &state, reason: "slow") }
+                    return slow.compactMap { detach($0, state: &state) }
                 }
+                finishDropped(dropped)
             }
         } onGracefulShutdown: {
             self.close()

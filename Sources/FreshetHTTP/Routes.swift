@@ -2,6 +2,7 @@ import Foundation
 import FreshetCore
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 
@@ -111,6 +112,11 @@ public enum Routes {
                 try await writer.finish(nil)
             })
         }
+    }
+
+    /// The HTTP/1 server with Freshet's channel handlers (see `StreamCloseHandler`).
+    public static var server: HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [StreamCloseHandler()]))
     }
 
     /// `GET /metrics`: Prometheus text format.

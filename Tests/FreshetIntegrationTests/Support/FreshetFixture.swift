@@ -19,7 +19,11 @@ final class FreshetFixture: @unchecked Sendable {
     var stopped: Bool { finished.withLock { _stopped } }
 
     /// - Parameter tablesYAML: the `tables:` section; `{prefix}` in it is replaced by this fixture's key prefix.
-    init(databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, extraYAML: String = "", install: Bool = true) throws {
+    /// `http` lines go under `http:` (indented by the caller with two spaces).
+    init(
+        databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
+        extraYAML: String = "", install: Bool = true
+    ) throws {
         let (_, redis) = try TestServers.require()
         self.port = TestServers.freePort()
         self.databaseURL = databaseURL
@@ -32,6 +36,7 @@ final class FreshetFixture: @unchecked Sendable {
             http:
               listen: 127.0.0.1:\(port)
               heartbeat: 1
+            \(http)
             shutdown_timeout: 2
             \(extraYAML)
             tables:

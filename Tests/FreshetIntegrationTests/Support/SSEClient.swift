@@ -20,6 +20,8 @@ final class SSEClient: @unchecked Sendable {
     private var _body = ""
     private var _raw: [UInt8] = []
     private let fd: Int32
+    /// Keep the raw body (small answers); off for long streams.
+    private let keepRaw: Bool
 
     var messages: [SSEMessage] { lock.withLock { _messages } }
     var comments: [String] { lock.withLock { _comments } }
@@ -30,7 +32,11 @@ final class SSEClient: @unchecked Sendable {
     var changes: [SSEMessage] { messages.filter { $0.event == "change" } }
 
     /// Connects and sends `GET path`. With `read: false` the client never reads (a stuck subscriber).
-    init(port: Int, path: String, headers: [String: String] = [:], method: String = "GET", read: Bool = true, receiveBuffer: Int32? = nil) throws {
+    init(
+        port: Int, path: String, headers: [String: String] = [:], method: String = "GET", read: Bool = true,
+        receiveBuffer: Int32? = nil, keepRaw: Bool = true
+    ) throws {
+        self.keepRaw = keepRaw
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -86,16 +92,18 @@ final class SSEClient: @unchecked Sendable {
             }
             guard headerDone else { continue }
             if chunked {
-                while let lineEnd = find(raw, Array("\r\n".utf8)) {
-                    guard let size = Int(String(decoding: raw[0..<lineEnd], as: UTF8.self), radix: 16) else { break }
+                var offset = 0
+                while let lineEnd = find(raw, Array("\r\n".utf8), from: offset, limit: 20) {
+                    guard let size = Int(String(decoding: raw[offset..<lineEnd], as: UTF8.self), radix: 16) else { break }
                     guard raw.count >= lineEnd + 2 + size + 2 else { break }
                     bodyBytes.append(contentsOf: raw[(lineEnd + 2)..<(lineEnd + 2 + size)])
-                    lock.withLock { _raw.append(contentsOf: raw[(lineEnd + 2)..<(lineEnd + 2 + size)]) }
-                    raw.removeFirst(lineEnd + 2 + size + 2)
+                    if keepRaw { lock.withLock { _raw.append(contentsOf: raw[(lineEnd + 2)..<(lineEnd + 2 + size)]) } }
+                    offset = lineEnd + 2 + size + 2
                 }
+                raw.removeFirst(offset)
             } else {
                 bodyBytes.append(contentsOf: raw)
-                lock.withLock { _raw.append(contentsOf: raw) }
+                if keepRaw { lock.withLock { _raw.append(contentsOf: raw) } }
                 raw.removeAll()
             }
             parse(&bodyBytes)
@@ -103,38 +111,59 @@ final class SSEClient: @unchecked Sendable {
         lock.withLock { _closed = true }
     }
 
+    /// Parses every complete message (ended by a blank line) at the front of `bytes`, in linear time.
     private func parse(_ bytes: inout [UInt8]) {
-        while let end = find(bytes, [0x0A, 0x0A]) {
-            let block = String(decoding: bytes[0..<end], as: UTF8.self)
-            bytes.removeFirst(end + 2)
-            var message = SSEMessage(id: nil, event: nil, data: "")
-            var dataLines: [String] = []
-            var comments: [String] = []
-            for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
-                if line.hasPrefix(":") { comments.append(String(line.dropFirst()).trimmingCharacters(in: .whitespaces)); continue }
-                let (field, value) = line.firstIndex(of: ":").map {
-                    (String(line[..<$0]), String(line[line.index(after: $0)...]).replacingOccurrences(of: "^ ", with: "", options: .regularExpression))
-                } ?? (String(line), "")
-                switch field {
-                case "id": message.id = value
-                case "event": message.event = value
-                case "data": dataLines.append(value)
-                default: break
+        var start = 0
+        var i = 0
+        var parsed: [SSEMessage] = []
+        var comments: [String] = []
+        var text = ""
+        while i + 1 < bytes.count {
+            if bytes[i] == 0x0A && bytes[i + 1] == 0x0A {
+                let block = String(decoding: bytes[start..<i], as: UTF8.self)
+                text += block + "\n\n"
+                var message = SSEMessage(id: nil, event: nil, data: "")
+                var dataLines: [String] = []
+                for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
+                    if line.hasPrefix(":") { comments.append(String(line.dropFirst()).trimmingCharacters(in: .whitespaces)); continue }
+                    var field = Substring(line)
+                    var value = Substring("")
+                    if let colon = line.firstIndex(of: ":") {
+                        field = line[..<colon]
+                        value = line[line.index(after: colon)...]
+                        if value.hasPrefix(" ") { value = value.dropFirst() }
+                    }
+                    switch field {
+                    case "id": message.id = String(value)
+                    case "event": message.event = String(value)
+                    case "data": dataLines.append(String(value))
+                    default: break
+                    }
                 }
+                message.data = dataLines.joined(separator: "\n")
+                if message.event != nil || !dataLines.isEmpty { parsed.append(message) }
+                i += 2
+                start = i
+            } else {
+                i += 1
             }
-            message.data = dataLines.joined(separator: "\n")
-            lock.withLock {
-                _body += block + "\n\n"
-                _comments += comments
-                if message.event != nil || !dataLines.isEmpty { _messages.append(message) }
-            }
+        }
+        if start > 0 { bytes.removeFirst(start) }
+        guard !parsed.isEmpty || !comments.isEmpty || !text.isEmpty else { return }
+        lock.withLock {
+            _body += text
+            _comments += comments
+            _messages += parsed
         }
     }
 
-    private func find(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] {
-            if Array(haystack[i..<(i + needle.count)]) == needle { return i }
+    /// The first index of `needle` at or after `from`, looking at most `limit` bytes ahead when given.
+    private func find(_ haystack: [UInt8], _ needle: [UInt8], from: Int = 0, limit: Int? = nil) -> Int? {
+        guard haystack.count >= from + needle.count else { return nil }
+        let last = min(haystack.count - needle.count, limit.map { from + $0 } ?? Int.max)
+        guard from <= last else { return nil }
+        for i in from...last where haystack[i] == needle[0] {
+            if haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
         }
         return nil
     }
@@ -142,10 +171,12 @@ final class SSEClient: @unchecked Sendable {
 
 /// Plain HTTP GET for small answers (healthz, readyz).
 /// Waits without blocking a thread: the cooperative pool has two threads here, and Freshet runs on it too.
-func httpGet(port: Int, path: String, headers: [String: String] = [:]) async throws -> (status: Int, body: String, headers: [String: String]) {
+func httpGet(
+    port: Int, path: String, headers: [String: String] = [:], method: String = "GET"
+) async throws -> (status: Int, body: String, headers: [String: String]) {
     var all = headers
     all["Connection"] = "close"
-    let client = try SSEClient(port: port, path: path, headers: all)
+    let client = try SSEClient(port: port, path: path, headers: all, method: method)
     let deadline = ContinuousClock.now + .seconds(5)
     while !client.closed && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     return (client.status ?? 0, client.rawBody, client.headers)
