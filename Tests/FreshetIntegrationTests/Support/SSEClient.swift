@@ -34,7 +34,7 @@ final class SSEClient: @unchecked Sendable {
     /// Connects and sends `GET path`. With `read: false` the client never reads (a stuck subscriber).
     init(
         port: Int, path: String, headers: [String: String] = [:], method: String = "GET", read: Bool = true,
-        receiveBuffer: Int32? = nil, keepRaw: Bool = true
+        receiveBuffer: Int32? = nil, keepRaw: Bool = true, body: [UInt8]? = nil
     ) throws {
         self.keepRaw = keepRaw
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -54,8 +54,15 @@ final class SSEClient: @unchecked Sendable {
         }
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAccept: text/event-stream\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
         request += "\r\n"
-        _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        let bytes = Array(request.utf8) + (body ?? [])
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
         if read {
             let thread = Thread { [self] in readLoop() }
             thread.start()
@@ -172,17 +179,26 @@ final class SSEClient: @unchecked Sendable {
 /// Plain HTTP GET for small answers (healthz, readyz).
 /// Waits without blocking a thread: the cooperative pool has two threads here, and Freshet runs on it too.
 func httpGet(
-    port: Int, path: String, headers: [String: String] = [:], method: String = "GET"
+    port: Int, path: String, headers: [String: String] = [:], method: String = "GET", body: [UInt8]? = nil,
+    timeout: Double = 5
 ) async throws -> (status: Int, body: String, headers: [String: String]) {
     var all = headers
     all["Connection"] = "close"
-    let client = try SSEClient(port: port, path: path, headers: all, method: method)
-    let deadline = ContinuousClock.now + .seconds(5)
-    while !client.closed && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+    let client = try SSEClient(port: port, path: path, headers: all, method: method, body: body)
+    let deadline = ContinuousClock.now + .seconds(timeout)
+    while !client.closed && !client.complete && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     return (client.status ?? 0, client.rawBody, client.headers)
 }
 
 extension SSEClient {
+    /// Whether a response with a Content-Length has all of its body.
+    var complete: Bool {
+        lock.withLock {
+            guard let length = _headers["content-length"].flatMap({ Int($0) }) else { return false }
+            return _raw.count >= length
+        }
+    }
+
     /// The whole body received so far, as text.
     var rawBody: String { lock.withLock { String(decoding: _raw, as: UTF8.self) } }
 }
