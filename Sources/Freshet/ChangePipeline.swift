@@ -39,8 +39,15 @@ final class ChangePipeline: Service {
     }
 
     func run() async throws {
-        let catalog = try await cancelWhenGracefulShutdown {
-            try await self.start()
+        let catalog: TableCatalog
+        do {
+            catalog = try await cancelWhenGracefulShutdown {
+                try await self.start()
+            }
+        } catch is CancellationError {
+            // Shut down while still waiting for PostgreSQL: a clean stop, once it is this service's turn.
+            try? await gracefulShutdown()
+            return
         }
         let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
         for await event in listener.events {
@@ -61,6 +68,8 @@ final class ChangePipeline: Service {
             }
         }
         queries.close()
+        // The listener stops first; end only when the group asks this service to, or it counts as a failure.
+        try? await gracefulShutdown()
     }
 
     private func start() async throws -> TableCatalog {
@@ -87,19 +96,23 @@ final class ChangePipeline: Service {
 final class EventPublisher: Service {
     let writer: RedisWriter
     let hub: EventHub
+    let metrics: FreshetMetrics
     let onEvent: @Sendable (ChangeEvent) -> Void
 
-    init(writer: RedisWriter, hub: EventHub, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }) {
+    init(writer: RedisWriter, hub: EventHub, metrics: FreshetMetrics, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }) {
         self.writer = writer
         self.hub = hub
+        self.metrics = metrics
         self.onEvent = onEvent
     }
 
     func run() async throws {
         for await completion in writer.completions {
             guard let event = completion.job.event else { continue }
+            metrics.changeLag(at: event.at)
             hub.publish(event)
             onEvent(event)
         }
+        try? await gracefulShutdown()
     }
 }

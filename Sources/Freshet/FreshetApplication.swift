@@ -73,7 +73,7 @@ public final class FreshetApplication: Sendable {
             config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
             installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
         )
-        let publisher = EventPublisher(writer: writer, hub: hub, onEvent: options.onEvent)
+        let publisher = EventPublisher(writer: writer, hub: hub, metrics: metrics, onEvent: options.onEvent)
 
         let router = Router(context: FreshetRequestContext.self)
         let readiness = self.readiness
@@ -94,9 +94,16 @@ public final class FreshetApplication: Sendable {
         // Shutdown runs in reverse: the hub first (ends every SSE stream, or the HTTP server would wait for them), then
         // HTTP, the listener, the pipeline (ends when the listener's events end), the writer (drains), and the
         // publisher last (ends when the writer's completions end).
-        let services: [any Service] = [publisher, writer, pipeline, listener, http, hub]
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: publisher),
+            .init(service: writer),
+            .init(service: pipeline),
+            .init(service: listener),
+            .init(service: http),
+            .init(service: hub),
+        ]
         var configuration = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0) },
+            services: services,
             gracefulShutdownSignals: options.signals,
             logger: logger
         )

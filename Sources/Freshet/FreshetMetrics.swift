@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import FreshetCore
 import FreshetRedis
 
@@ -36,5 +37,16 @@ public struct FreshetMetrics: RedisWriterObserver {
 
     public func connectionChanged(connected: Bool) {
         Gauge(label: "freshet_redis_connected").record(connected ? 1 : 0)
+    }
+
+    public func keysFlushed(_ count: Int) {
+        Counter(label: "freshet_keys_flushed_total").increment(by: count)
+    }
+
+    /// Trigger time → Redis acknowledged.
+    func changeLag(at: String) {
+        guard let then = Timestamp.secondsSinceEpoch(at) else { return }
+        let lag = max(0, Date().timeIntervalSince1970 - then)
+        Timer(label: "freshet_change_lag_seconds").recordNanoseconds(Int64(lag * 1e9))
     }
 }

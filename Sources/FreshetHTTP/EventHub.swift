@@ -1,5 +1,7 @@
+import Foundation
 import FreshetCore
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import Synchronization
@@ -97,10 +99,15 @@ public final class EventHub: Service, Sendable {
             }
             if replayCapacity > 0 { state.ring.append(stored) }
             var slow: [UInt64] = []
+            var sent = 0
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
-                if !send(buffer, to: subscriber) { slow.append(id) }
+                if send(buffer, to: subscriber) { sent += 1 } else { slow.append(id) }
             }
+            if sent > 0 { HubMetrics.eventsSent.increment(by: sent) }
             return slow.compactMap { detach($0, state: &state) }
+        }
+        if let then = Timestamp.secondsSinceEpoch(event.at) {
+            HubMetrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
         }
         finishDropped(dropped)
     }
@@ -140,12 +147,14 @@ public final class EventHub: Service, Sendable {
     /// (finishing a stream runs its termination handler, which takes the lock).
     private func detach(_ id: UInt64, state: inout State) -> Subscriber? {
         guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
+        HubMetrics.subscribers.record(state.subscribers.count)
         state.droppedSlow += 1
         enqueue(resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full"), to: subscriber)
         return subscriber
     }
 
     private func finishDropped(_ dropped: [Subscriber]) {
+        if !dropped.isEmpty { HubMetrics.dropped(reason: "slow").increment(by: dropped.count) }
         for subscriber in dropped {
             subscriber.continuation.finish()
             subscriber.dropHandler.withLock { $0 }?()
@@ -178,11 +187,14 @@ public final class EventHub: Service, Sendable {
             let id = state.nextSubscriberID
             state.nextSubscriberID += 1
             state.subscribers[id] = subscriber
+            HubMetrics.subscribers.record(state.subscribers.count)
             return id
         }
         if let id {
             continuation.onTermination = { [weak self] _ in
-                self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+                self?.state.withLock { state in
+                    if state.subscribers.removeValue(forKey: id) != nil { HubMetrics.subscribers.record(state.subscribers.count) }
+                }
             }
         } else {
             continuation.finish()
@@ -192,18 +204,17 @@ public final class EventHub: Service, Sendable {
 
     public func run() async throws {
         let beat = ByteBuffer(bytes: SSEEncoder.comment("heartbeat"))
-        await withGracefulShutdownHandler {
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                try? await Task.sleep(for: .seconds(heartbeat))
-                let dropped: [Subscriber] = state.withLock { state in
+        // The heartbeat sleep is cancelled on graceful shutdown, so the hub ends its streams at once.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(self.heartbeat))
+                let dropped: [Subscriber] = self.state.withLock { state in
                     var slow: [UInt64] = []
-                    for (id, subscriber) in state.subscribers where !send(beat, to: subscriber) { slow.append(id) }
-                    return slow.compactMap { detach($0, state: &state) }
+                    for (id, subscriber) in state.subscribers where !self.send(beat, to: subscriber) { slow.append(id) }
+                    return slow.compactMap { self.detach($0, state: &state) }
                 }
-                finishDropped(dropped)
+                self.finishDropped(dropped)
             }
-        } onGracefulShutdown: {
-            self.close()
         }
         close()
     }
@@ -214,6 +225,7 @@ public final class EventHub: Service, Sendable {
             state.closed = true
             let all = Array(state.subscribers.values)
             state.subscribers.removeAll()
+            HubMetrics.subscribers.record(0)
             return all
         }
         for subscriber in subscribers { subscriber.continuation.finish() }
@@ -251,4 +263,15 @@ func clock_gettime_ms() -> Int {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+/// The hub's metrics (swift-metrics; the executable bootstraps Prometheus).
+enum HubMetrics {
+    static var subscribers: Gauge { Gauge(label: "freshet_sse_subscribers") }
+    static var eventsSent: Counter { Counter(label: "freshet_sse_events_sent_total") }
+    /// Trigger time → handed to the subscribers' streams.
+    static var lag: Metrics.Timer { Metrics.Timer(label: "freshet_sse_lag_seconds") }
+    static func dropped(reason: String) -> Counter {
+        Counter(label: "freshet_sse_subscribers_dropped_total", dimensions: [("reason", reason)])
+    }
 }

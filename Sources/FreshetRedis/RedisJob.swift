@@ -23,4 +23,6 @@ public protocol RedisWriterObserver: Sendable {
     func commandsCompleted(action: String, ok: Int, failed: Int)
     func pendingChanged(_ pending: Int)
     func connectionChanged(connected: Bool)
+    /// Keys deleted by a pattern flush (truncate, gap repair).
+    func keysFlushed(_ count: Int)
 }

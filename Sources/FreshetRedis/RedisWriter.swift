@@ -279,6 +279,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
             case .flush(let pattern):
                 let deleted = try RedisWriter.unlinkMatching(pattern, on: connection)
                 observer?.commandsCompleted(action: "flush", ok: 1, failed: 0)
+                observer?.keysFlushed(deleted)
                 logger.info("flushed keys by pattern", metadata: ["pattern": "\(pattern)", "keys": "\(deleted)"])
             }
         }

@@ -84,7 +84,9 @@ extension FreshetCommand {
                 SecondSignal.install(logger: logger)
                 try await app.run()
             } catch {
-                throw fail(error)
+                // Logged through the configured handler, so JSON logs stay one object per line.
+                logger.critical("freshet stopped: \(error)")
+                throw error is ConfigError ? ExitCode(2) : ExitCode(1)
             }
         }
     }

@@ -41,3 +41,13 @@ import Testing
         #expect(sql.contains("AFTER TRUNCATE"))
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func parsesTriggerTimestamps() {
+        #expect(Timestamp.secondsSinceEpoch("1970-01-01T00:00:00+00:00") == 0)
+        #expect(Timestamp.secondsSinceEpoch("2026-11-25T12:04:47.5+00:00") == 1_795_608_287.5)
+        #expect(Timestamp.secondsSinceEpoch("2026-11-25T14:04:47+02:00") == 1_795_608_287)
+        #expect(Timestamp.secondsSinceEpoch("2026-11-25T12:04:47Z") == 1_795_608_287)
+        #expect(Timestamp.secondsSinceEpoch("yesterday") == nil)
+    }
+}
