@@ -113,6 +113,7 @@ let package = Package(
             dependencies: [
                 "freshet",  // built so that the CLI tests can run the real binary
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
                 "Freshet",
                 "FreshetCore",
                 "FreshetPostgres",
