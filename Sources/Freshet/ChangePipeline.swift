@@ -56,8 +56,14 @@ final class ChangePipeline: Service {
                 readiness.update { $0.listening = true }
                 metrics.listenConnected(true)
                 if reconnected {
-                    metrics.gap(cause: "listen_reconnect")
-                    logger.warning("changes made while the LISTEN connection was down were not seen", metadata: ["gap": "listen_reconnect"])
+                    metrics.gapRecorded(cause: "listen_reconnect")
+                    logger.warning("changes made while the LISTEN connection was down were not seen; repairing", metadata: [
+                        "gap": "listen_reconnect",
+                    ])
+                    await repair(catalog, cause: "listen_reconnect")
+                } else if config.onGap == .flush {
+                    metrics.gapRecorded(cause: "startup")
+                    await repair(catalog, cause: "startup")
                 }
             case .disconnected:
                 readiness.update { $0.listening = false }
@@ -72,11 +78,34 @@ final class ChangePipeline: Service {
         try? await gracefulShutdown()
     }
 
+    /// The gap causes whose repair the pipeline submits (the writer repairs `redis_*` gaps itself).
+    static let repairCauses: Set<String> = ["startup", "listen_reconnect"]
+
+    /// Queues a gap repair behind everything already queued: flush every key template's pattern (unless
+    /// `on_gap: none`), then a resync to every subscriber. `/readyz` says 503 until it is done.
+    private func repair(_ catalog: TableCatalog, cause: String) async {
+        let operations = config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
+        readiness.update { $0.repairsPending += 1 }
+        await writer.submit(RedisJob(operations: operations, event: nil, repairCause: cause))
+    }
+
+    /// Every key template's pattern, once each.
+    static func repairPatterns(_ catalog: TableCatalog) -> [String] {
+        var patterns: [String] = []
+        for table in catalog.tables {
+            for rule in table.config.redis where !patterns.contains(rule.key.globPattern) {
+                patterns.append(rule.key.globPattern)
+            }
+        }
+        return patterns
+    }
+
     private func start() async throws -> TableCatalog {
         let catalog = try await TableCatalog.resolve(config, using: queries, logger: logger) { [readiness] message in
             readiness.update { $0.startError = message }
         }
         readiness.update { $0.startError = nil }
+        writer.configureRepair(patterns: Self.repairPatterns(catalog), flush: config.onGap == .flush)
         hub.setTableShapes(Dictionary(catalog.tables.map { ($0.name, $0.topics.map(\.topicShape)) }, uniquingKeysWith: { a, _ in a }))
         if installTriggers {
             let tables = catalog.tables
@@ -93,23 +122,43 @@ final class ChangePipeline: Service {
 
 /// Publishes each change's event once Redis has acknowledged its operations: invalidate first, then tell.
 /// Ends when the writer has drained.
+///
+/// A gap repair's completion becomes one `resync` to every subscriber. An event released while Redis is away (not
+/// acknowledged) is published all the same: its keys are put right when Redis returns.
 final class EventPublisher: Service {
     let writer: RedisWriter
     let hub: EventHub
     let metrics: FreshetMetrics
+    let readiness: ReadinessState
+    let logger: Logger
     let onEvent: @Sendable (ChangeEvent) -> Void
 
-    init(writer: RedisWriter, hub: EventHub, metrics: FreshetMetrics, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }) {
+    init(
+        writer: RedisWriter, hub: EventHub, metrics: FreshetMetrics, readiness: ReadinessState, logger: Logger,
+        onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
+    ) {
         self.writer = writer
         self.hub = hub
         self.metrics = metrics
+        self.readiness = readiness
+        self.logger = logger
         self.onEvent = onEvent
     }
 
     func run() async throws {
         for await completion in writer.completions {
+            if let cause = completion.job.repairCause {
+                hub.publishResync(reason: "gap: \(cause)")
+                logger.warning("gap repaired; subscribers told to resync", metadata: [
+                    "gap": "\(cause)", "keys_flushed": "\(completion.keysFlushed)",
+                ])
+                if ChangePipeline.repairCauses.contains(cause) {  // the pipeline's own repairs hold readiness
+                    readiness.update { $0.repairsPending = max(0, $0.repairsPending - 1) }
+                }
+                continue
+            }
             guard let event = completion.job.event else { continue }
-            metrics.changeLag(at: event.at)
+            if completion.acknowledged { metrics.changeLag(at: event.at) }
             hub.publish(event)
             onEvent(event)
         }

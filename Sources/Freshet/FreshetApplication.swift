@@ -66,14 +66,16 @@ public final class FreshetApplication: Sendable {
         listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
         writer = RedisWriter(
             endpoint: endpoint, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
-            shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics
+            maxOutage: config.redis.maxOutage, shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         let pipeline = ChangePipeline(
             config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
             installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
         )
-        let publisher = EventPublisher(writer: writer, hub: hub, metrics: metrics, onEvent: options.onEvent)
+        let publisher = EventPublisher(
+            writer: writer, hub: hub, metrics: metrics, readiness: readiness, logger: logger, onEvent: options.onEvent
+        )
 
         let router = Router(context: FreshetRequestContext.self)
         let readiness = self.readiness

@@ -16,7 +16,7 @@ public struct FreshetMetrics: RedisWriterObserver {
         Counter(label: "freshet_notifications_rejected_total", dimensions: [("reason", reason)]).increment()
     }
 
-    func gap(cause: String) {
+    public func gapRecorded(cause: String) {
         Counter(label: "freshet_gaps_total", dimensions: [("cause", cause)]).increment()
     }
 

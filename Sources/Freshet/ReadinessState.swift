@@ -8,6 +8,8 @@ final class ReadinessState: Sendable {
         var tablesResolved = false
         var listening = false
         var startError: String?
+        /// Gap repairs submitted and not yet done (the start-up repair among them).
+        var repairsPending = 0
     }
 
     func update(_ body: (inout Parts) -> Void) { state.withLock { body(&$0) } }
@@ -18,7 +20,8 @@ final class ReadinessState: Sendable {
             if let error = parts.startError { reasons.append(error) }
             if !parts.tablesResolved { reasons.append("tables not yet resolved in PostgreSQL") }
             if !parts.listening { reasons.append("LISTEN connection to PostgreSQL is down") }
-            if !redisConnected { reasons.append("Redis does not answer") }
+            if !redisConnected { reasons.append("Redis does not answer (or a gap of its own awaits repair)") }
+            if parts.repairsPending > 0 { reasons.append("gap repair in progress") }
             return reasons
         }
     }

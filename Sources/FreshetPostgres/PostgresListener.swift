@@ -88,12 +88,15 @@ public final class PostgresListener: Service, Sendable {
             }
             backoff.reset()
             state.withLock { $0.backendPID = connection.backendPID }
-            logger.info(everConnected ? "LISTEN connection re-established" : "listening for changes", metadata: [
-                "channel": "\(channel)", "backend_pid": "\(connection.backendPID)",
-            ])
-            guard buffer.push(.connected(backendPID: connection.backendPID, reconnected: everConnected)) else { break }
-            everConnected = true
-            let reason = serve(connection)
+            let reconnected = everConnected
+            let reason = serve(connection) { [self] in
+                // The probe came back: LISTEN really delivers. Only now is the listener up.
+                logger.info(reconnected ? "LISTEN connection re-established" : "listening for changes", metadata: [
+                    "channel": "\(channel)", "backend_pid": "\(connection.backendPID)",
+                ])
+                everConnected = true
+                return buffer.push(.connected(backendPID: connection.backendPID, reconnected: reconnected))
+            }
             state.withLock { $0.backendPID = nil }
             if stopping { break }
             logger.error("LISTEN connection lost; reconnecting", metadata: ["error": "\(reason)"])
@@ -102,15 +105,51 @@ public final class PostgresListener: Service, Sendable {
         buffer.finish()
     }
 
+    /// Payloads of the self-check probe start with this; they are never passed on.
+    static let probePrefix = #"{"freshet_probe":"#
+
     /// Serves one connection until it fails (returns why) or the listener stops (returns "").
-    private func serve(_ connection: PGConnection) -> String {
+    ///
+    /// First it sends itself a probe NOTIFY and calls `verified` when the probe arrives: behind a transaction-mode
+    /// PgBouncer, or on a standby, LISTEN never delivers, and that is reported instead of a silently dead listener.
+    private func serve(_ connection: PGConnection, verified: () -> Bool) -> String {
         var lastActivity = ContinuousClock.now
+        var probe: String?
+        var probeSent = ContinuousClock.now
+        var probeWarned = false
+        func sendProbe() throws(PostgresError) {
+            let nonce = "\(connection.backendPID)-\(UInt32.random(in: 0...UInt32.max))"
+            probe = Self.probePrefix + "\"\(nonce)\"}"
+            try connection.query("SELECT pg_catalog.pg_notify($1, $2)", parameters: [channel, probe])
+            probeSent = .now
+        }
+        do {
+            try sendProbe()
+        } catch {
+            return "self-check NOTIFY failed: \(error.message) (Freshet must connect to the primary)"
+        }
+        /// Passes on what libpq has buffered; false when the listener must stop.
+        func drain() -> Bool {
+            for notification in connection.drainNotifications() where notification.channel == channel {
+                if notification.payload.hasPrefix(Self.probePrefix) {
+                    if notification.payload == probe {
+                        probe = nil
+                        guard verified() else { return false }
+                    }
+                    continue
+                }
+                guard buffer.push(.notification(notification.payload)) else { return false }
+            }
+            return true
+        }
         while !stopping {
+            // A query on this connection (the probe, the health check) may have buffered notifications already.
+            guard drain() else { return "" }
             var fds = [
                 pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, Int32(checkInterval * 1000))
+            let ready = poll(&fds, 2, Int32(min(checkInterval, 1) * 1000))
             if ready < 0 && errno != EINTR { return "poll failed: errno \(errno)" }
             if fds[1].revents != 0 { return "" }
             do {
@@ -121,11 +160,18 @@ public final class PostgresListener: Service, Sendable {
                     try connection.execute("SELECT 1")
                     lastActivity = .now
                 }
+                if probe != nil, ContinuousClock.now - probeSent >= .seconds(5) {
+                    if !probeWarned {
+                        logger.error("""
+                            LISTEN receives nothing: the self-check NOTIFY did not come back. Connect Freshet to the \
+                            primary directly or through a session-mode pool (not a transaction-mode PgBouncer, not a standby)
+                            """, metadata: ["channel": "\(channel)"])
+                        probeWarned = true
+                    }
+                    try sendProbe()
+                }
             } catch {
                 return error.message
-            }
-            for notification in connection.drainNotifications() where notification.channel == channel {
-                guard buffer.push(.notification(notification.payload)) else { return "" }
             }
             if !connection.isConnected { return "connection closed" }
         }

@@ -5,16 +5,23 @@ import ServiceLifecycle
 
 /// Applies change jobs to Redis, in order, many commands per round trip, on one connection owned by one thread.
 ///
-/// `submit` queues a job (waiting while `maxPending` operations are queued); the thread takes everything queued,
-/// pipelines it, and reports each job on `completions` once Redis acknowledged it. A lost connection is replaced
-/// with capped backoff and the batch retried (UNLINK and SET are idempotent). On graceful shutdown it flushes what
-/// is queued for at most `shutdownTimeout` seconds.
+/// `submit` queues a job (waiting while `maxPending` operations are queued); the thread pipelines what is queued and
+/// reports each job on `completions` once Redis acknowledged it.
+///
+/// While Redis is away (down, hung past `timeout`, or the connection killed) the jobs wait in a backlog and are retried
+/// in order on reconnect (UNLINK and SET are idempotent). Their events are released after `timeout`, so subscribers
+/// keep receiving changes. When the backlog passes `maxPending` operations or the outage `maxOutage` seconds, the
+/// backlog is dropped and a gap recorded; once Redis answers again every key matching the repair patterns is flushed
+/// and a repair completion (with `repairCause`) is reported, so that subscribers get a resync.
+///
+/// On graceful shutdown it flushes what is queued for at most `shutdownTimeout` seconds; what is left is logged as a gap.
 public final class RedisWriter: Service, @unchecked Sendable {
     public let completions: AsyncStream<RedisCompletion>
     private let completionSink: AsyncStream<RedisCompletion>.Continuation
     private let endpoint: RedisEndpoint
     private let timeout: Double
     private let maxPending: Int
+    private let maxOutage: Double
     private let shutdownTimeout: Double
     private let logger: Logger
     private let observer: RedisWriterObserver?
@@ -28,32 +35,44 @@ public final class RedisWriter: Service, @unchecked Sendable {
     private var stopping = false
     private var deadline: ContinuousClock.Instant?
     private var connected = false
+    private var gapOpen = false
+    private var repairPatterns: [String] = []
+    private var flushOnGap = true
 
     /// Operations per pipelined round trip.
     static let batchLimit = 2048
     /// Keys per SCAN step and per UNLINK in a pattern flush.
     static let scanCount = 1000
     /// Seconds between PINGs while idle.
-    static let idlePing = 5.0
+    static let idlePing = 2.0
 
     public init(
-        endpoint: RedisEndpoint, timeout: Double, maxPending: Int, shutdownTimeout: Double, logger: Logger,
-        observer: RedisWriterObserver? = nil
+        endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
+        logger: Logger, observer: RedisWriterObserver? = nil
     ) {
         self.endpoint = endpoint
         self.timeout = timeout
         self.maxPending = maxPending
+        self.maxOutage = maxOutage
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         self.observer = observer
         (completions, completionSink) = AsyncStream.makeStream(of: RedisCompletion.self)
     }
 
-    /// Whether the last command or PING succeeded.
+    /// The patterns a gap repair flushes (every configured key template), and whether it flushes at all (`on_gap`).
+    public func configureRepair(patterns: [String], flush: Bool) {
+        condition.lock()
+        repairPatterns = patterns
+        flushOnGap = flush
+        condition.unlock()
+    }
+
+    /// Whether Redis answers and no gap of the writer's own waits for repair.
     public var isConnected: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return connected
+        return connected && !gapOpen
     }
 
     /// Operations queued and not yet acknowledged.
@@ -141,94 +160,178 @@ public final class RedisWriter: Service, @unchecked Sendable {
         if changed { observer?.connectionChanged(connected: value) }
     }
 
-    private func pastDeadline() -> Bool {
+    private func setGapOpen(_ value: Bool) {
         condition.lock()
-        defer { condition.unlock() }
-        if let deadline { return ContinuousClock.now >= deadline }
-        return false
+        gapOpen = value
+        condition.unlock()
     }
 
+    /// Removes `count` operations from the pending count and wakes waiting submitters.
+    private func release(operations count: Int) {
+        condition.lock()
+        pendingOperations -= count
+        let pending = pendingOperations
+        let waiters = spaceWaiters
+        spaceWaiters.removeAll()
+        condition.unlock()
+        observer?.pendingChanged(pending)
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// A job taken from the queue, and whether its completion was already reported (released during an outage).
+    private struct Pending {
+        var job: RedisJob
+        var reported = false
+    }
+
+    // MARK: - The writer thread
+
     private func loop() {
-        var connection: RedisConnection?
-        var backoff = Backoff()
+        var connection: RedisConnection? = ping(nil)  // connect at once, so readiness is known without waiting for work
+        var backoff = Backoff(base: 0.05, cap: 1)
+        var backlog: [Pending] = []
+        var backlogOperations = 0
+        var outageSince: ContinuousClock.Instant? = connection == nil ? .now : nil
+        var gapCause: String?
         var lastActivity = ContinuousClock.now
-        connection = ping(nil)  // connect at once, so readiness is known without waiting for work
+
+        func report(_ pending: inout Pending, acknowledged: Bool, failures: Int = 0, keys: Int = 0) {
+            guard !pending.reported else { return }
+            pending.reported = true
+            completionSink.yield(RedisCompletion(job: pending.job, failures: failures, acknowledged: acknowledged, keysFlushed: keys))
+        }
+
+        func recordGap(_ cause: String, detail: String) {
+            for i in backlog.indices { report(&backlog[i], acknowledged: false) }
+            let dropped = backlogOperations
+            backlog.removeAll()
+            backlogOperations = 0
+            release(operations: dropped)
+            if gapCause == nil { gapCause = cause }
+            setGapOpen(true)
+            observer?.gapRecorded(cause: cause)
+            logger.error("Redis operations dropped; keys will be repaired when Redis answers", metadata: [
+                "gap": "\(cause)", "operations": "\(dropped)", "detail": "\(detail)",
+            ])
+        }
+
         while true {
+            // 1. Take queued jobs: all of them while Redis is away (their events may have to be released), else a batch.
             condition.lock()
-            while queue.count == queueHead && !stopping {
-                if !condition.wait(until: Date().addingTimeInterval(Self.idlePing)) { break }
+            if queue.count == queueHead && backlog.isEmpty && gapCause == nil && !stopping {
+                _ = condition.wait(until: Date().addingTimeInterval(connection == nil ? 0.25 : Self.idlePing))
             }
-            if queue.count == queueHead {
-                let done = stopping
-                condition.unlock()
-                if done { break }
-                if ContinuousClock.now - lastActivity >= .seconds(Self.idlePing) {
-                    connection = ping(connection)
-                    lastActivity = .now
-                }
-                continue
-            }
-            var batch: [RedisJob] = []
-            var operations = 0
-            while queueHead < queue.count && operations < Self.batchLimit {
-                batch.append(queue[queueHead])
-                operations += queue[queueHead].operations.count
+            var limit = connection == nil ? Int.max : Self.batchLimit
+            while queueHead < queue.count && limit > 0 {
+                let job = queue[queueHead]
+                backlog.append(Pending(job: job))
+                backlogOperations += job.operations.count
+                limit -= max(job.operations.count, 1)
                 queueHead += 1
             }
             if queueHead == queue.count {
                 queue.removeAll(keepingCapacity: queue.count < 65_536)
                 queueHead = 0
             }
+            let isStopping = stopping
+            let pastDeadline = deadline.map { ContinuousClock.now >= $0 } ?? false
             condition.unlock()
 
-            var failures = 0
-            let steps = RedisBatch.steps(for: batch)
-            var finished = false
-            while !finished {
-                if connection == nil {
-                    do {
-                        connection = try RedisConnection.connect(endpoint, timeout: timeout)
-                        setConnected(true)
-                        if backoff.attempt > 0 { logger.info("Redis connection re-established") }
-                        backoff.reset()
-                    } catch {
-                        setConnected(false)
-                        if pastDeadline() {
-                            failures = operations
-                            logger.error("Redis unreachable at shutdown; operations not applied", metadata: [
-                                "operations": "\(operations)", "error": "\(error.message)",
-                            ])
-                            break
-                        }
-                        let delay = backoff.next()
-                        logger.warning("cannot connect to Redis; retrying", metadata: [
-                            "error": "\(error.message)", "retry_in": "\(String(format: "%.2f", delay))s",
-                        ])
-                        Thread.sleep(forTimeInterval: delay)
-                        continue
-                    }
+            if backlog.isEmpty && gapCause == nil {
+                if isStopping { break }
+                if connection == nil || ContinuousClock.now - lastActivity >= .seconds(Self.idlePing) {
+                    connection = ping(connection)
+                    lastActivity = .now
+                    if connection == nil { outageSince = outageSince ?? .now } else { outageSince = nil }
                 }
+                continue
+            }
+
+            // 2. A connection, or the outage rules.
+            if connection == nil {
                 do {
-                    failures = try execute(steps, on: connection!)
-                    finished = true
+                    connection = try RedisConnection.connect(endpoint, timeout: timeout)
+                    if outageSince != nil { logger.info("Redis connection re-established") }
+                    outageSince = nil
+                    backoff.reset()
+                    setConnected(true)
                 } catch {
-                    logger.error("Redis connection lost; retrying the batch", metadata: ["error": "\(error.message)"])
+                    setConnected(false)
+                    let since = outageSince ?? .now
+                    outageSince = since
+                    let down = ContinuousClock.now - since
+                    if isStopping && pastDeadline {
+                        recordGap("shutdown", detail: "Redis unreachable at shutdown: \(error.message)")
+                        break
+                    }
+                    if down >= .seconds(timeout) {
+                        for i in backlog.indices { report(&backlog[i], acknowledged: false) }
+                    }
+                    if backlogOperations > maxPending {
+                        recordGap("redis_overflow", detail: "more than redis.max_pending (\(maxPending)) operations waiting")
+                    } else if down >= .seconds(maxOutage), !backlog.isEmpty {
+                        recordGap("redis_outage", detail: "Redis away for more than redis.max_outage (\(maxOutage)s)")
+                    }
+                    let delay = backoff.next()
+                    if backoff.attempt <= 1 || backoff.attempt % 20 == 0 {
+                        logger.warning("cannot reach Redis; retrying", metadata: [
+                            "error": "\(error.message)", "waiting_operations": "\(backlogOperations)",
+                        ])
+                    }
+                    Thread.sleep(forTimeInterval: min(delay, 0.25))
+                    continue
+                }
+            }
+
+            // 3. Repair a gap of the writer's own: flush every template pattern, then report it.
+            if let cause = gapCause {
+                condition.lock()
+                let patterns = flushOnGap ? repairPatterns : []
+                condition.unlock()
+                do {
+                    var keys = 0
+                    for pattern in patterns { keys += try RedisWriter.unlinkMatching(pattern, on: connection!) }
+                    observer?.keysFlushed(keys)
+                    var repair = Pending(job: RedisJob(operations: [], event: nil, repairCause: cause))
+                    report(&repair, acknowledged: true, keys: keys)
+                    gapCause = nil
+                    setGapOpen(false)
+                    logger.warning("gap repaired", metadata: ["gap": "\(cause)", "keys_flushed": "\(keys)"])
+                } catch {
                     connection = nil
                     setConnected(false)
+                    outageSince = .now
+                    continue
                 }
             }
-            lastActivity = .now
-            for job in batch {
-                completionSink.yield(RedisCompletion(job: job, failures: failures > 0 ? min(failures, job.operations.count) : 0))
+
+            // 4. Run the backlog in order, a pipelined batch at a time.
+            while !backlog.isEmpty {
+                var count = 0
+                var operations = 0
+                while count < backlog.count && (operations < Self.batchLimit || count == 0) {
+                    operations += backlog[count].job.operations.count
+                    count += 1
+                }
+                let steps = RedisBatch.steps(for: backlog[0..<count].map(\.job))
+                do {
+                    let result = try execute(steps, on: connection!)
+                    for i in 0..<count {
+                        report(&backlog[i], acknowledged: true, failures: result.failures > 0 ? min(result.failures, backlog[i].job.operations.count) : 0,
+                               keys: result.keysFlushed)
+                    }
+                    backlog.removeFirst(count)
+                    backlogOperations -= operations
+                    release(operations: operations)
+                    lastActivity = .now
+                } catch {
+                    logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
+                    connection = nil
+                    setConnected(false)
+                    outageSince = .now
+                    break
+                }
             }
-            condition.lock()
-            pendingOperations -= operations
-            let pending = pendingOperations
-            let waiters = spaceWaiters
-            spaceWaiters.removeAll()
-            condition.unlock()
-            observer?.pendingChanged(pending)
-            for waiter in waiters { waiter.resume() }
         }
         condition.lock()
         let waiters = spaceWaiters
@@ -251,9 +354,11 @@ public final class RedisWriter: Service, @unchecked Sendable {
         }
     }
 
-    /// Runs the steps; returns how many operations Redis refused. Throws when the connection is lost.
-    private func execute(_ steps: [RedisBatch.Step], on connection: RedisConnection) throws(RedisError) -> Int {
+    /// Runs the steps; returns how many operations Redis refused and how many keys pattern flushes deleted.
+    /// Throws when the connection is lost.
+    private func execute(_ steps: [RedisBatch.Step], on connection: RedisConnection) throws(RedisError) -> (failures: Int, keysFlushed: Int) {
         var failures = 0
+        var flushed = 0
         for step in steps {
             switch step {
             case .pipeline(let operations):
@@ -278,15 +383,17 @@ public final class RedisWriter: Service, @unchecked Sendable {
                 }
             case .flush(let pattern):
                 let deleted = try RedisWriter.unlinkMatching(pattern, on: connection)
+                flushed += deleted
                 observer?.commandsCompleted(action: "flush", ok: 1, failed: 0)
                 observer?.keysFlushed(deleted)
                 logger.info("flushed keys by pattern", metadata: ["pattern": "\(pattern)", "keys": "\(deleted)"])
             }
         }
-        return failures
+        return (failures, flushed)
     }
 
-    /// SCAN + UNLINK every key matching `pattern`; returns how many were deleted. Never uses KEYS.
+    /// SCAN + UNLINK every key matching `pattern`; returns how many were deleted. Never uses KEYS, and pauses briefly
+    /// between full batches so that Redis stays responsive to the application.
     public static func unlinkMatching(_ pattern: String, on connection: RedisConnection) throws(RedisError) -> Int {
         var cursor = "0"
         var deleted = 0
@@ -299,6 +406,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
             let names = keys.compactMap(\.text)
             if !names.isEmpty {
                 if case .integer(let n) = try connection.command(["UNLINK"] + names) { deleted += Int(n) }
+                if names.count >= scanCount / 2 { Thread.sleep(forTimeInterval: 0.001) }
             }
         } while cursor != "0"
         return deleted
