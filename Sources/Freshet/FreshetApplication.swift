@@ -1,5 +1,7 @@
 import FreshetCore
 import FreshetHTTP
+import Glibc
+import NIOCore
 import FreshetPostgres
 import FreshetRedis
 import Hummingbird
@@ -118,7 +120,11 @@ public final class FreshetApplication: Sendable {
     /// Runs until SIGTERM/SIGINT or `shutdown()` (graceful: flush Redis for at most `shutdown_timeout`), or until a
     /// service fails: a `ConfigError` when a table or column does not exist.
     public func run() async throws {
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw StartupError(message: "cannot listen on \(listenAddress): address already in use (set http.listen or FRESHET_LISTEN)")
+        }
     }
 
     /// Starts a graceful shutdown, as SIGTERM does.
@@ -128,4 +134,10 @@ public final class FreshetApplication: Sendable {
 
     /// Why `/readyz` would say 503 now; empty when ready.
     public var notReadyReasons: [String] { readiness.reasons(redisConnected: writer.isConnected) }
+}
+
+/// A problem that stops Freshet from starting, other than configuration: exit code 1, with this message.
+public struct StartupError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

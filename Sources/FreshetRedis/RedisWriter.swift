@@ -30,7 +30,10 @@ public final class RedisWriter: Service, @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [RedisJob] = []
     private var queueHead = 0
+    /// Operations not yet acknowledged (queued or in the thread's backlog): the `freshet_redis_pending` gauge.
     private var pendingOperations = 0
+    /// Operations in `queue`, not yet taken by the thread: what `submit` waits on.
+    private var queuedOperations = 0
     private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopping = false
     private var deadline: ContinuousClock.Instant?
@@ -92,7 +95,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
     }
 
     private func hasSpace() -> Bool {
-        pendingOperations < maxPending || queue.count == queueHead || stopping
+        queuedOperations < maxPending || queue.count == queueHead || stopping
     }
 
     private func tryEnqueue(_ job: RedisJob) -> Bool {
@@ -103,6 +106,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
         }
         queue.append(job)
         pendingOperations += job.operations.count
+        queuedOperations += job.operations.count
         let pending = pendingOperations
         condition.signal()
         condition.unlock()
@@ -194,6 +198,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
         var outageSince: ContinuousClock.Instant? = connection == nil ? .now : nil
         var gapCause: String?
         var lastActivity = ContinuousClock.now
+        var failedAttempt: RedisError?
 
         func report(_ pending: inout Pending, acknowledged: Bool, failures: Int = 0, keys: Int = 0) {
             guard !pending.reported else { return }
@@ -215,6 +220,35 @@ public final class RedisWriter: Service, @unchecked Sendable {
             ])
         }
 
+        /// Called after every failed attempt while Redis is away: release events past `timeout`, record a gap past
+        /// `maxPending` operations or `maxOutage` seconds, back off. Returns false when shutting down past the deadline.
+        func outage(_ error: RedisError, stopping isStopping: Bool, pastDeadline: Bool) -> Bool {
+            setConnected(false)
+            let since = outageSince ?? .now
+            outageSince = since
+            let down = ContinuousClock.now - since
+            if isStopping && pastDeadline {
+                recordGap("shutdown", detail: "Redis unreachable at shutdown: \(error.message)")
+                return false
+            }
+            if down >= .seconds(timeout) {
+                for i in backlog.indices { report(&backlog[i], acknowledged: false) }
+            }
+            if backlogOperations > maxPending {
+                recordGap("redis_overflow", detail: "more than redis.max_pending (\(maxPending)) operations waiting")
+            } else if down >= .seconds(maxOutage), !backlog.isEmpty {
+                recordGap("redis_outage", detail: "Redis away for more than redis.max_outage (\(maxOutage)s)")
+            }
+            let delay = backoff.next()
+            if backoff.attempt <= 1 || backoff.attempt % 20 == 0 {
+                logger.warning("cannot reach Redis; retrying", metadata: [
+                    "error": "\(error.message)", "waiting_operations": "\(backlogOperations)",
+                ])
+            }
+            Thread.sleep(forTimeInterval: min(delay, 0.25))
+            return true
+        }
+
         while true {
             // 1. Take queued jobs: all of them while Redis is away (their events may have to be released), else a batch.
             condition.lock()
@@ -222,10 +256,12 @@ public final class RedisWriter: Service, @unchecked Sendable {
                 _ = condition.wait(until: Date().addingTimeInterval(connection == nil ? 0.25 : Self.idlePing))
             }
             var limit = connection == nil ? Int.max : Self.batchLimit
+            var taken = 0
             while queueHead < queue.count && limit > 0 {
                 let job = queue[queueHead]
                 backlog.append(Pending(job: job))
                 backlogOperations += job.operations.count
+                taken += job.operations.count
                 limit -= max(job.operations.count, 1)
                 queueHead += 1
             }
@@ -233,9 +269,13 @@ public final class RedisWriter: Service, @unchecked Sendable {
                 queue.removeAll(keepingCapacity: queue.count < 65_536)
                 queueHead = 0
             }
+            queuedOperations -= taken
             let isStopping = stopping
             let pastDeadline = deadline.map { ContinuousClock.now >= $0 } ?? false
+            let waiters = taken > 0 ? spaceWaiters : []
+            if taken > 0 { spaceWaiters.removeAll() }
             condition.unlock()
+            for waiter in waiters { waiter.resume() }
 
             if backlog.isEmpty && gapCause == nil {
                 if isStopping { break }
@@ -250,36 +290,10 @@ public final class RedisWriter: Service, @unchecked Sendable {
             // 2. A connection, or the outage rules.
             if connection == nil {
                 do {
+                    // Connected is not answering (a hung Redis still accepts connections): readiness waits for a reply.
                     connection = try RedisConnection.connect(endpoint, timeout: timeout)
-                    if outageSince != nil { logger.info("Redis connection re-established") }
-                    outageSince = nil
-                    backoff.reset()
-                    setConnected(true)
                 } catch {
-                    setConnected(false)
-                    let since = outageSince ?? .now
-                    outageSince = since
-                    let down = ContinuousClock.now - since
-                    if isStopping && pastDeadline {
-                        recordGap("shutdown", detail: "Redis unreachable at shutdown: \(error.message)")
-                        break
-                    }
-                    if down >= .seconds(timeout) {
-                        for i in backlog.indices { report(&backlog[i], acknowledged: false) }
-                    }
-                    if backlogOperations > maxPending {
-                        recordGap("redis_overflow", detail: "more than redis.max_pending (\(maxPending)) operations waiting")
-                    } else if down >= .seconds(maxOutage), !backlog.isEmpty {
-                        recordGap("redis_outage", detail: "Redis away for more than redis.max_outage (\(maxOutage)s)")
-                    }
-                    let delay = backoff.next()
-                    if backoff.attempt <= 1 || backoff.attempt % 20 == 0 {
-                        logger.warning("cannot reach Redis; retrying", metadata: [
-                            "error": "\(error.message)", "waiting_operations": "\(backlogOperations)",
-                        ])
-                    }
-                    Thread.sleep(forTimeInterval: min(delay, 0.25))
-                    continue
+                    if outage(error, stopping: isStopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
@@ -295,13 +309,14 @@ public final class RedisWriter: Service, @unchecked Sendable {
                     var repair = Pending(job: RedisJob(operations: [], event: nil, repairCause: cause))
                     report(&repair, acknowledged: true, keys: keys)
                     gapCause = nil
+                    setConnected(true)
+                    outageSince = nil
+                    backoff.reset()
                     setGapOpen(false)
                     logger.warning("gap repaired", metadata: ["gap": "\(cause)", "keys_flushed": "\(keys)"])
                 } catch {
                     connection = nil
-                    setConnected(false)
-                    outageSince = .now
-                    continue
+                    if outage(error, stopping: isStopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
@@ -324,13 +339,24 @@ public final class RedisWriter: Service, @unchecked Sendable {
                     backlogOperations -= operations
                     release(operations: operations)
                     lastActivity = .now
+                    setConnected(true)
+                    if outageSince != nil {
+                        logger.info("Redis answers again; waiting operations applied")
+                        outageSince = nil
+                        backoff.reset()
+                    }
                 } catch {
-                    logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
+                    if outageSince == nil {
+                        logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
+                    }
                     connection = nil
-                    setConnected(false)
-                    outageSince = .now
+                    failedAttempt = error
                     break
                 }
+            }
+            if let error = failedAttempt {
+                failedAttempt = nil
+                if !outage(error, stopping: isStopping, pastDeadline: pastDeadline) { break }
             }
         }
         condition.lock()

@@ -22,9 +22,9 @@ final class FreshetFixture: @unchecked Sendable {
     /// `http` lines go under `http:` (indented by the caller with two spaces).
     init(
         databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
-        extraYAML: String = "", install: Bool = true
+        redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true
     ) throws {
-        let (_, redis) = try TestServers.require()
+        let redis = try redisURL ?? TestServers.require().redis
         self.port = TestServers.freePort()
         self.databaseURL = databaseURL
         self.prefix = prefix
@@ -33,6 +33,7 @@ final class FreshetFixture: @unchecked Sendable {
               url: \(databaseURL)
             redis:
               url: \(redis)
+            \(redisLines)
             http:
               listen: 127.0.0.1:\(port)
               heartbeat: 1

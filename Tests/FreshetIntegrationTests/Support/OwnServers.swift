@@ -1,0 +1,117 @@
+import Foundation
+import FreshetRedis
+import FreshetCore
+import FreshetPostgres
+import Glibc
+import Testing
+
+/// A Redis server of a test's own, so that the test can stop, pause or restart it without disturbing the others.
+/// It keeps an append-only file, so a restart brings the keys back (as a production Redis would).
+final class OwnRedis: @unchecked Sendable {
+    let port = TestServers.freePort()
+    let dir: URL
+    private var process: Process?
+
+    var url: String { "redis://127.0.0.1:\(port)/0" }
+
+    init() async throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try await start()
+    }
+
+    func start() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                       "--appendfsync", "always", "--dir", dir.path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        try await eventually("own Redis on \(port) answers") { (try? self.connection().command(["PING"])) == .status("PONG") }
+    }
+
+    func connection() throws -> RedisConnection {
+        try RedisConnection.connect(RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)), timeout: 2)
+    }
+
+    /// Runs one command on a fresh connection.
+    @discardableResult
+    func run(_ args: String...) throws -> RedisReply { try connection().command(args) }
+
+    func stop() async throws {
+        guard let p = process else { return }
+        kill(p.processIdentifier, SIGCONT)
+        p.terminate()
+        while p.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        process = nil
+    }
+
+    func pause() { if let p = process { kill(p.processIdentifier, SIGSTOP) } }
+    func resume() { if let p = process { kill(p.processIdentifier, SIGCONT) } }
+
+    deinit {
+        if let p = process {
+            kill(p.processIdentifier, SIGCONT)
+            kill(p.processIdentifier, SIGKILL)
+        }
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+/// A PostgreSQL cluster of a test's own, to restart without disturbing the others.
+final class OwnPostgres: @unchecked Sendable {
+    let port = TestServers.freePort()
+    let dir: String
+    let bin = ProcessInfo.processInfo.environment["FRESHET_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
+
+    var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
+
+    init() async throws {
+        dir = "/tmp/freshet-pg-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        try await run(["\(bin)/initdb", "-D", "\(dir)/data", "-U", "postgres", "-A", "trust", "--no-sync"])
+        try await start()
+    }
+
+    /// Runs a PostgreSQL tool, as the postgres user when we are root (initdb refuses root).
+    private func run(_ arguments: [String]) async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : arguments[0])
+        p.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + arguments : Array(arguments.dropFirst())
+        p.currentDirectoryURL = URL(fileURLWithPath: "/")
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        while p.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        guard p.terminationStatus == 0 else { throw TestFailure("\(arguments) exited \(p.terminationStatus)") }
+    }
+
+    private var options: String { "-c listen_addresses=127.0.0.1 -p \(port) -k \(dir) -c fsync=off" }
+
+    func start() async throws {
+        try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "-l", "\(dir)/log", "-o", options, "start"])
+    }
+
+    func stop() async throws {
+        try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "-m", "fast", "stop"])
+    }
+
+    func restart() async throws {
+        try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "-m", "fast", "-l", "\(dir)/log", "-o", options, "restart"])
+    }
+
+    deinit {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : "\(bin)/pg_ctl")
+        p.arguments = (getuid() == 0 ? ["-u", "postgres", "--", "\(bin)/pg_ctl"] : []) + ["-D", "\(dir)/data", "-m", "immediate", "stop"]
+        p.currentDirectoryURL = URL(fileURLWithPath: "/")
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try? p.run()
+        p.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
