@@ -40,12 +40,14 @@ final class OwnRedis: @unchecked Sendable {
     @discardableResult
     func run(_ args: String...) throws -> RedisReply { try connection().command(args) }
 
+    /// Stops the server (SIGKILL: a crash; with appendfsync always nothing acknowledged is lost) and waits until
+    /// its port refuses connections.
     func stop() async throws {
         guard let p = process else { return }
         kill(p.processIdentifier, SIGCONT)
-        p.terminate()
-        while p.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        kill(p.processIdentifier, SIGKILL)
         process = nil
+        try await eventually("own Redis on \(port) gone") { (try? self.connection()) == nil }
     }
 
     func pause() { if let p = process { kill(p.processIdentifier, SIGSTOP) } }
@@ -76,17 +78,16 @@ final class OwnPostgres: @unchecked Sendable {
         try await start()
     }
 
-    /// Runs a PostgreSQL tool, as the postgres user when we are root (initdb refuses root).
+    /// Runs a PostgreSQL tool through the shell, as the postgres user when we are root (initdb refuses root).
+    /// (`system()` on a plain thread: Foundation's Process does not notice the exit of `pg_ctl start`, whose server
+    /// child stays in its process group.)
     private func run(_ arguments: [String]) async throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : arguments[0])
-        p.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + arguments : Array(arguments.dropFirst())
-        p.currentDirectoryURL = URL(fileURLWithPath: "/")
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        while p.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        guard p.terminationStatus == 0 else { throw TestFailure("\(arguments) exited \(p.terminationStatus)") }
+        let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let command = "cd / && " + (getuid() == 0 ? "runuser -u postgres -- " : "") + quoted + " >/dev/null 2>&1"
+        let status: Int32 = await withCheckedContinuation { done in
+            Thread.detachNewThread { done.resume(returning: system(command)) }
+        }
+        guard status == 0 else { throw TestFailure("\(arguments) exited \(status)") }
     }
 
     private var options: String { "-c listen_addresses=127.0.0.1 -p \(port) -k \(dir) -c fsync=off" }
@@ -104,14 +105,8 @@ final class OwnPostgres: @unchecked Sendable {
     }
 
     deinit {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : "\(bin)/pg_ctl")
-        p.arguments = (getuid() == 0 ? ["-u", "postgres", "--", "\(bin)/pg_ctl"] : []) + ["-D", "\(dir)/data", "-m", "immediate", "stop"]
-        p.currentDirectoryURL = URL(fileURLWithPath: "/")
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try? p.run()
-        p.waitUntilExit()
+        let stop = "cd / && " + (getuid() == 0 ? "runuser -u postgres -- " : "") + "'\(bin)/pg_ctl' -D '\(dir)/data' -m immediate stop >/dev/null 2>&1"
+        _ = system(stop)
         try? FileManager.default.removeItem(atPath: dir)
     }
 }
