@@ -7,6 +7,7 @@ import FreshetRedis
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Options of `freshet run` that are not part of the configuration file.
@@ -44,6 +45,10 @@ public final class FreshetApplication: Sendable {
     let readiness = ReadinessState()
     let group: ServiceGroup
     let logger: Logger
+    let boundPortBox = BoundPort()
+
+    /// The HTTP port once the server listens (useful with `http.listen: 127.0.0.1:0`).
+    public var boundPort: Int? { boundPortBox.value }
     let listenAddress: ListenAddress
 
     /// Builds the services. Throws `ConfigError` for a configuration that cannot work (e.g. a bad Redis URL).
@@ -89,10 +94,12 @@ public final class FreshetApplication: Sendable {
         if let metrics = options.metrics {
             Routes.addMetrics(to: router) { metrics.text() }
         }
+        let boundPort = self.boundPortBox
         let http = Application(
             router: router,
             server: Routes.server,
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
+            onServerRunning: { channel in boundPort.set(channel.localAddress?.port) },
             logger: logger
         )
         // Shutdown runs in reverse: the hub first (ends every SSE stream, or the HTTP server would wait for them), then
@@ -140,4 +147,15 @@ public final class FreshetApplication: Sendable {
 public struct StartupError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+}
+
+/// The port the HTTP server got, set once it listens.
+final class BoundPort: Sendable {
+    private let port = Atomic<Int>(0)
+    var value: Int? { port.load(ordering: .acquiring).nonZero }
+    func set(_ value: Int?) { port.store(value ?? 0, ordering: .releasing) }
+}
+
+extension Int {
+    fileprivate var nonZero: Int? { self == 0 ? nil : self }
 }

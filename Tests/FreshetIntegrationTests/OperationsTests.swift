@@ -25,12 +25,11 @@ struct OperationsTests {
         try await TestServers.withDatabase { url in
             try PGConnection.connect(url).execute("CREATE TABLE metered (id int PRIMARY KEY, v text)")
             let (_, redis) = try TestServers.require()
-            let port = TestServers.freePort()
             let prefix = TestServers.uniquePrefix()
             let config = try FreshetConfig.parse(yaml: """
                 postgres: {url: "\(url)"}
                 redis: {url: "\(redis)"}
-                http: {listen: "127.0.0.1:\(port)"}
+                http: {listen: "127.0.0.1:0"}
                 tables:
                   - name: metered
                     redis:
@@ -43,7 +42,8 @@ struct OperationsTests {
             let app = try FreshetApplication(config: config, options: RunOptions(metrics: TestMetrics.shared, signals: []), logger: logger)
             let task = Task { try await app.run() }
             defer { task.cancel() }
-            try await eventually("ready") { app.notReadyReasons.isEmpty }
+            try await eventually("ready") { app.notReadyReasons.isEmpty && app.boundPort != nil }
+            let port = app.boundPort!
             let client = try SSEClient(port: port, path: "/events")
             try await eventually("subscribed") { app.hub.subscriberCount == 1 }
             let before = try await httpGet(port: port, path: "/metrics").body

@@ -9,7 +9,8 @@ import Testing
 /// port and Redis key prefix.
 final class FreshetFixture: @unchecked Sendable {
     let app: FreshetApplication
-    let port: Int
+    /// The HTTP port: Freshet binds port 0 and reports the one it got (no races between parallel tests).
+    var port: Int { app.boundPort ?? 0 }
     let databaseURL: String
     let prefix: String
     private var task: Task<Void, Error>?
@@ -25,7 +26,6 @@ final class FreshetFixture: @unchecked Sendable {
         redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true
     ) throws {
         let redis = try redisURL ?? TestServers.require().redis
-        self.port = TestServers.freePort()
         self.databaseURL = databaseURL
         self.prefix = prefix
         let yaml = """
@@ -35,7 +35,7 @@ final class FreshetFixture: @unchecked Sendable {
               url: \(redis)
             \(redisLines)
             http:
-              listen: 127.0.0.1:\(port)
+              listen: 127.0.0.1:0
               heartbeat: 1
             \(http)
             shutdown_timeout: 2
@@ -58,7 +58,7 @@ final class FreshetFixture: @unchecked Sendable {
         }
         try await eventually("Freshet ready (not ready because: \(app.notReadyReasons))", timeout: 20) {
             if stopped { throw TestFailure("Freshet stopped during start") }
-            guard app.notReadyReasons.isEmpty else { return false }
+            guard app.notReadyReasons.isEmpty, app.boundPort != nil else { return false }
             let health = try? await httpGet(port: port, path: "/healthz")
             return health?.status == 200
         }
