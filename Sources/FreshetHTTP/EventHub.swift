@@ -48,6 +48,8 @@ public final class EventHub: Service, Sendable {
         let queued = Atomic<Int>(0)
         /// Called when the hub drops this subscriber, to close its connection (a write may be stuck).
         let dropHandler = Mutex<(@Sendable () -> Void)?>(nil)
+        /// Set when the subscriber is dropped: the resync to write instead of everything still queued.
+        let dropResync = Mutex<ByteBuffer?>(nil)
 
         init(request: SubscriptionRequest, continuation: AsyncStream<ByteBuffer>.Continuation) {
             self.request = request
@@ -149,7 +151,8 @@ public final class EventHub: Service, Sendable {
         guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
         HubMetrics.subscribers.record(state.subscribers.count)
         state.droppedSlow += 1
-        enqueue(resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full"), to: subscriber)
+        let resync = resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full")
+        subscriber.dropResync.withLock { $0 = resync }
         return subscriber
     }
 
@@ -248,6 +251,14 @@ public struct HubStream: AsyncSequence, Sendable {
     /// Sets what to do when the hub drops this subscriber for falling behind (close its connection).
     public func onDrop(_ handler: @escaping @Sendable () -> Void) {
         subscriber.dropHandler.withLock { $0 = handler }
+    }
+
+    /// For a subscriber dropped for falling behind: the resync to write now, skipping what is still queued.
+    public func takeDropResync() -> ByteBuffer? {
+        subscriber.dropResync.withLock { value in
+            defer { value = nil }
+            return value
+        }
     }
 
     /// Ends the stream and releases the subscriber (the client went away).

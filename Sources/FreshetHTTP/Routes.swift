@@ -95,7 +95,11 @@ public enum Routes {
 
             let stream = hub.subscribe(SubscriptionRequest(patterns: patterns, lastEventID: lastEventID))
             let channel = context.channel
-            stream.onDrop { channel.close(promise: nil) }
+            // Dropped for falling behind: its stream ends with a resync; give the write two seconds, then close anyway
+            // (a client that never reads would hold the connection forever).
+            stream.onDrop {
+                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            }
             channel.closeFuture.whenComplete { _ in stream.cancel() }  // released as soon as the client goes
 
             var headers = HTTPFields()
@@ -106,9 +110,14 @@ public enum Routes {
             corsHeaders = [:]
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 for await buffer in stream {
+                    if let resync = stream.takeDropResync() {  // dropped: skip the backlog, say resync, end
+                        try await writer.write(resync)
+                        break
+                    }
                     try await writer.write(buffer)
                     stream.written(buffer)
                 }
+                if let resync = stream.takeDropResync() { try await writer.write(resync) }
                 try await writer.finish(nil)
             })
         }

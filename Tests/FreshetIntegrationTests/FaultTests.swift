@@ -143,6 +143,53 @@ struct FaultTests {
         }
     }
 
+    @Test func sigtermFlushesWhatWasReceivedAndASecondOneExitsAtOnce() async throws {
+        try await TestServers.withDatabase { url in
+            try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b')")
+            let redis = try await OwnRedis()
+            let port = TestServers.freePort()
+            let config = try writeConfig("""
+                postgres: {url: "\(url)"}
+                redis: {url: "\(redis.url)", timeout: 0.3}
+                http: {listen: "127.0.0.1:\(port)"}
+                shutdown_timeout: 10
+                tables: [{name: users, redis: [{key: "sig:{id}"}]}]
+                """)
+            func started() async throws -> CLIProcess {
+                let run = try CLIProcess(["run", "--config", config])
+                try await eventually("ready", timeout: 20) { (try? await httpGet(port: port, path: "/readyz"))?.status == 200 }
+                return run
+            }
+            // 1. Redis hangs, rows change, SIGTERM: Freshet waits for Redis (up to shutdown_timeout) and applies them.
+            let first = try await started()
+            defer { first.signal(SIGKILL) }
+            try redis.run("SET", "sig:1", "old")
+            redis.pause()
+            try PGConnection.connect(url).execute("UPDATE users SET name = 'new' WHERE id = 1")
+            try await Task.sleep(for: .milliseconds(500))  // let the change reach Freshet's queue
+            first.signal(SIGTERM)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(first.process.isRunning)  // still flushing
+            redis.resume()
+            #expect(try await first.wait(timeout: 10) == 0)
+            #expect(try redis.run("EXISTS", "sig:1") == .integer(0))
+
+            // 2. Same, but a second SIGTERM: exit at once.
+            let second = try await started()
+            defer { second.signal(SIGKILL) }
+            redis.pause()
+            defer { redis.resume() }
+            try PGConnection.connect(url).execute("UPDATE users SET name = 'newer' WHERE id = 2")
+            try await Task.sleep(for: .milliseconds(500))
+            second.signal(SIGTERM)
+            try await Task.sleep(for: .milliseconds(300))
+            let signalled = ContinuousClock.now
+            second.signal(SIGTERM)
+            _ = try await second.wait(timeout: 5)
+            #expect(ContinuousClock.now - signalled < .seconds(2))
+        }
+    }
+
     @Test func redisURLThatPointsToNothingKeepsRunningAndSaysWhy() async throws {
         try await TestServers.withDatabase { url in
             try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY)")
