@@ -250,7 +250,7 @@ struct SSETests {
             let clients = [try await fixture.subscribe(), try await fixture.subscribe("?topic=users/*")]
             let started = ContinuousClock.now
             await fixture.stop()
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - started < .seconds(8))  // "within a few seconds", on a loaded 2-core CI machine
             try await eventually("streams closed") { clients.allSatisfy(\.closed) }
         }
     }
