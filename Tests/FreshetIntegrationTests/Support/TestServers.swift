@@ -54,18 +54,26 @@ enum TestServers {
         "t" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10).lowercased()
     }
 
+    /// A port nobody listens on now (Freshet itself binds port 0 in tests; this is for other servers).
     static func freePort() -> Int {
+        let (fd, port) = boundSocket(listening: false)
+        close(fd)
+        return port
+    }
+
+    /// A socket bound to 127.0.0.1 on a port the kernel chose, and that port; the caller closes it.
+    static func boundSocket(listening: Bool) -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = 0
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if listening { listen(fd, 1) }
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: bound.sin_port))
+        return (fd, Int(UInt16(bigEndian: bound.sin_port)))
     }
 }
 
