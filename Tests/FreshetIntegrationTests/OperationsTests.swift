@@ -75,7 +75,7 @@ struct OperationsTests {
             let stopping = ContinuousClock.now
             await app.shutdown()
             _ = try? await task.value
-            #expect(ContinuousClock.now - stopping < .seconds(3))
+            #expect(ContinuousClock.now - stopping < .seconds(8))  // "within a few seconds", on a loaded 2-core CI machine
         }
     }
 

@@ -23,10 +23,10 @@ struct SSETests {
         CREATE TABLE orders (id int PRIMARY KEY, total int);
         """
 
-    func withFreshet(http: String = "", _ body: (FreshetFixture) async throws -> Void) async throws {
+    func withFreshet(http: String = "", heartbeat: Double = 1, _ body: (FreshetFixture) async throws -> Void) async throws {
         try await TestServers.withDatabase { url in
             try PGConnection.connect(url).execute(Self.schema)
-            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables, http: http)
+            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables, http: http, heartbeat: heartbeat)
             try await fixture.start()
             do {
                 try await body(fixture)
@@ -234,11 +234,12 @@ struct SSETests {
     }
 
     @Test func aClientThatDisconnectsIsReleasedAtOnce() async throws {
-        try await withFreshet { f in
+        // A 60 s heartbeat: no write would notice the departure; the half-close must.
+        try await withFreshet(heartbeat: 60) { f in
             let client = try await f.subscribe()
             #expect(f.app.hub.subscriberCount == 1)
             client.disconnect()
-            try await eventually("subscriber released", timeout: 0.9) { f.app.hub.subscriberCount == 0 }
+            try await eventually("subscriber released", timeout: 5) { f.app.hub.subscriberCount == 0 }
         }
     }
 

@@ -23,7 +23,8 @@ final class FreshetFixture: @unchecked Sendable {
     /// `http` lines go under `http:` (indented by the caller with two spaces).
     init(
         databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
-        redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true
+        redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true,
+        heartbeat: Double = 1
     ) throws {
         let redis = try redisURL ?? TestServers.require().redis
         self.databaseURL = databaseURL
@@ -36,7 +37,7 @@ final class FreshetFixture: @unchecked Sendable {
             \(redisLines)
             http:
               listen: 127.0.0.1:0
-              heartbeat: 1
+              heartbeat: \(heartbeat)
             \(http)
             shutdown_timeout: 2
             \(extraYAML)
