@@ -50,7 +50,7 @@ public enum Routes {
             Response(status: .noContent, headers: cors.headers(origin: request.headers[.origin], preflight: true))
         }
         router.get("/events") { request, context -> Response in
-            var corsHeaders = cors.headers(origin: request.headers[.origin], preflight: false)
+            let corsHeaders = cors.headers(origin: request.headers[.origin], preflight: false)
             func refuse(_ status: HTTPResponse.Status, _ message: String) -> Response {
                 var response = jsonResponse(status, JSONValue.object(["error": .string(message)]).jsonText)
                 response.headers.append(contentsOf: corsHeaders)
@@ -107,7 +107,6 @@ public enum Routes {
             headers[.cacheControl] = "no-cache"
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
             headers.append(contentsOf: corsHeaders)
-            corsHeaders = [:]
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 for await buffer in stream {
                     if let resync = stream.takeDropResync() {  // dropped: skip the backlog, say resync, end

@@ -43,18 +43,7 @@ public final class PostgresListener: Service, Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
-                        self.loop()
-                        done.resume()
-                    }
-                    thread.name = "freshet-listen"
-                    thread.start()
-                }
-            } onCancel: {
-                self.stop()
-            }
+            await runOnDedicatedThread(name: "freshet-listen", body: { self.loop() }, stop: { self.stop() })
         } onGracefulShutdown: {
             self.stop()
         }

@@ -125,19 +125,8 @@ public final class RedisWriter: Service, @unchecked Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
-                        self.loop()
-                        done.resume()
-                    }
-                    thread.name = "freshet-redis"
-                    thread.start()
-                }
-            } onCancel: {
-                self.stop()
-                self.stop()  // cancelled: do not wait for the flush
-            }
+            // Cancelled: stop twice, so the thread does not wait for the flush.
+            await runOnDedicatedThread(name: "freshet-redis", body: { self.loop() }, stop: { self.stop() }, cancelStop: { self.stop() })
         } onGracefulShutdown: {
             self.stop()
         }

@@ -30,17 +30,11 @@ struct CoreFlowTests {
         try await TestServers.withDatabase { url in
             let setup = try PGConnection.connect(url)
             try setup.execute(Self.schema)
-            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.usersTable)
-            try await fixture.start()
-            let redis = try TestRedis()
-            let client = try await fixture.subscribe()
-            do {
+            try await FreshetFixture(databaseURL: url, tablesYAML: Self.usersTable).running { fixture in
+                let redis = try TestRedis()
+                let client = try await fixture.subscribe()
                 try await body(fixture, client, redis)
-            } catch {
-                await fixture.stop()
-                throw error
             }
-            await fixture.stop()
         }
     }
 

@@ -25,20 +25,14 @@ struct FaultTests {
                 DROP TABLE IF EXISTS users; CREATE TABLE users (id int PRIMARY KEY, name text);
                 INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 10) g;
                 """)
-            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables, redisURL: own?.url, redis: redisLines)
-            try await fixture.start()
-            let keys = { () throws -> TestKeys in
-                TestKeys(prefix: fixture.prefix, connection: try own?.connection() ?? TestRedis().connection)
-            }
-            try keys().fill(1...10)
-            let client = try await fixture.subscribe()
-            do {
+            try await FreshetFixture(databaseURL: url, tablesYAML: Self.tables, redisURL: own?.url, redis: redisLines).running { fixture in
+                let keys = { () throws -> TestKeys in
+                    TestKeys(prefix: fixture.prefix, connection: try own?.connection() ?? TestRedis().connection)
+                }
+                try keys().fill(1...10)
+                let client = try await fixture.subscribe()
                 try await body(fixture, client, keys)
-            } catch {
-                await fixture.stop()
-                throw error
             }
-            await fixture.stop()
         }
         if let postgresURL { try await run(postgresURL) } else { try await TestServers.withDatabase { try await run($0) } }
     }

@@ -26,15 +26,7 @@ struct SSETests {
     func withFreshet(http: String = "", heartbeat: Double = 1, _ body: (FreshetFixture) async throws -> Void) async throws {
         try await TestServers.withDatabase { url in
             try PGConnection.connect(url).execute(Self.schema)
-            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables, http: http, heartbeat: heartbeat)
-            try await fixture.start()
-            do {
-                try await body(fixture)
-            } catch {
-                await fixture.stop()
-                throw error
-            }
-            await fixture.stop()
+            try await FreshetFixture(databaseURL: url, tablesYAML: Self.tables, http: http, heartbeat: heartbeat).running(body)
         }
     }
 

@@ -75,6 +75,18 @@ final class FreshetFixture: @unchecked Sendable {
         }
     }
 
+    /// Starts the app, runs `body`, and stops the app whether `body` threw or not.
+    func running(_ body: (FreshetFixture) async throws -> Void) async throws {
+        try await start()
+        do {
+            try await body(self)
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+    }
+
     func stop() async {
         await app.shutdown()
         _ = try? await task?.value
