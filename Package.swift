@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "freshet", targets: ["freshet"]),
+        .executable(name: "freshet-bench", targets: ["freshet-bench"]),
         .library(name: "Freshet", targets: ["Freshet"]),
     ],
     dependencies: [
@@ -102,6 +103,19 @@ let package = Package(
             dependencies: [
                 "Freshet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The benchmark tool (docs/benchmarks.md): drives a real Freshet, PostgreSQL and Redis.
+        .executableTarget(
+            name: "freshet-bench",
+            dependencies: [
+                "FreshetCore",
+                "FreshetPostgres",
+                "FreshetRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 

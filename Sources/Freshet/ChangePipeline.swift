@@ -69,8 +69,8 @@ final class ChangePipeline: Service {
                 readiness.update { $0.listening = false }
                 metrics.listenConnected(false)
             case .notification(let payload):
-                guard let plan = await processor.process(payload) else { continue }
-                await writer.submit(RedisJob(operations: plan.operations, event: plan.event))
+                let plans = await processor.process(payload)
+                if !plans.isEmpty { await writer.submit(plans.map { RedisJob(operations: $0.operations, event: $0.event) }) }
             }
         }
         queries.close()

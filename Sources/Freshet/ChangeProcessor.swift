@@ -11,49 +11,61 @@ struct ChangeProcessor: Sendable {
     let metrics: FreshetMetrics
     var stats: PipelineStats? = nil
 
-    /// The plan for a notification, or `nil` when it was rejected (logged and counted).
-    func process(_ payload: String) async -> ChangePlan? {
-        var change: Change
+    /// The plans for a notification's changes (a statement's rows), or none when it was rejected (logged and
+    /// counted).
+    func process(_ payload: String) async -> [ChangePlan] {
+        let changes: [Change]
         do {
-            change = try PayloadDecoder.decode(payload)
+            changes = try PayloadDecoder.decode(payload)
         } catch {
             metrics.rejected(reason: error.reason)
             stats?.countRejected()
             logger.error("skipped a notification that is not a Freshet change", metadata: [
                 "reason": "\(error.reason)", "detail": "\(error.detail)", "payload": "\(payload.prefix(200))",
             ])
-            return nil
+            return []
         }
-        guard let table = catalog.table(schema: change.schema, name: change.table) else {
+        guard let first = changes.first else { return [] }
+        guard let table = catalog.table(schema: first.schema, name: first.table) else {
             metrics.rejected(reason: "unknown_table")
             stats?.countRejected()
             logger.error("skipped a change for a table that is not configured", metadata: [
-                "schema": "\(change.schema)", "table": "\(change.table)",
+                "schema": "\(first.schema)", "table": "\(first.table)",
             ])
-            return nil
+            return []
         }
-        if Planner.needsReadBack(change, table: table) {
-            let key = (change.new ?? change.old ?? [:]).projected(table.keyColumns)
-            do {
-                let row = try await queries.run { connection throws(PostgresError) in
-                    try RowReader.read(table, key: key, on: connection)
-                }
-                change = Planner.complete(change, readBack: row)
-            } catch {
-                // Without the row, act on what the payload has: delete the keys instead of rewriting them.
-                logger.error("cannot read back an oversized row; deleting its keys instead", metadata: [
-                    "table": "\(table.name)", "error": "\(error)",
-                ])
-                change = Planner.complete(change, readBack: nil)
+        var plans: [ChangePlan] = []
+        plans.reserveCapacity(changes.count)
+        for var change in changes {
+            if Planner.needsReadBack(change, table: table) {
+                change = await readBack(change, table: table)
             }
+            let plan = Planner.plan(change, table: table)
+            if change.overflow {
+                logger.warning("a change arrived without its key; invalidating every key of the table", metadata: [
+                    "table": "\(table.name)", "op": "\(change.op.rawValue)",
+                ])
+            }
+            plans.append(plan)
         }
-        let plan = Planner.plan(change, table: table)
-        metrics.change(table: table.name, op: plan.event.op)
-        if change.overflow {
-            logger.warning("a change arrived without its key; invalidating every key of the table", metadata: [
-                "table": "\(table.name)", "op": "\(change.op.rawValue)",
+        metrics.changes(table: table.name, op: first.op, count: plans.count)
+        return plans
+    }
+
+    /// Completes a change whose row data was cut to fit the notification by reading the row back by key.
+    private func readBack(_ change: Change, table: ResolvedTable) async -> Change {
+        let key = (change.new ?? change.old ?? [:]).projected(table.keyColumns)
+        do {
+            let row = try await queries.run { connection throws(PostgresError) in
+                try RowReader.read(table, key: key, on: connection)
+            }
+            return Planner.complete(change, readBack: row)
+        } catch {
+            // Without the row, act on what the payload has: delete the keys instead of rewriting them.
+            logger.error("cannot read back an oversized row; deleting its keys instead", metadata: [
+                "table": "\(table.name)", "error": "\(error)",
             ])
+            return Planner.complete(change, readBack: nil)
         }
-        return plan
     }
 }

@@ -8,8 +8,8 @@ import FreshetRedis
 public struct FreshetMetrics: RedisWriterObserver {
     public init() {}
 
-    func change(table: String, op: ChangeOp) {
-        Counter(label: "freshet_changes_total", dimensions: [("table", table), ("op", op.rawValue)]).increment()
+    func changes(table: String, op: ChangeOp, count: Int) {
+        Counter(label: "freshet_changes_total", dimensions: [("table", table), ("op", op.rawValue)]).increment(by: count)
     }
 
     func rejected(reason: String) {

@@ -49,11 +49,11 @@ public enum OneShotCommands {
             for table in tables {
                 let installed = try queries.runBlocking { connection throws(PostgresError) in
                     try connection.query(
-                        "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass($1) AND tgname IN ($2, $3)",
-                        parameters: [table.schema.quotedName, TriggerSQL.rowTriggerName, TriggerSQL.truncateTriggerName]
+                        "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass($1) AND tgname = ANY ($2::text[])",
+                        parameters: [table.schema.quotedName, "{" + TriggerSQL.triggerNames.joined(separator: ",") + "}"]
                     )
                 }
-                let state = installed.first?.first.flatMap { $0 } == "2" ? "triggers installed" : "triggers not installed (freshet run installs them)"
+                let state = installed.first?.first.flatMap { $0 } == String(TriggerSQL.triggerNames.count) ? "triggers installed" : "triggers not installed (freshet run installs them)"
                 lines.append("ok    table \(table.name) (\(table.schema.schema).\(table.schema.name)), key \(table.keyColumns.joined(separator: ", ")); \(state)")
             }
         } catch let error as PostgresError {
@@ -83,12 +83,14 @@ public enum OneShotCommands {
             group.addTask { try await listener.run() }
             group.addTask {
                 for await event in listener.events {
-                    guard case .notification(let payload) = event, let plan = await processor.process(payload) else { continue }
-                    var object = plan.event.json
-                    object["operations"] = .array(plan.operations.map { op in
-                        .object(["action": .string(op.action), "key": .string(op.key)])
-                    })
-                    print(JSONValue.object(object).jsonText)
+                    guard case .notification(let payload) = event else { continue }
+                    for plan in await processor.process(payload) {
+                        var object = plan.event.json
+                        object["operations"] = .array(plan.operations.map { op in
+                            .object(["action": .string(op.action), "key": .string(op.key)])
+                        })
+                        print(JSONValue.object(object).jsonText)
+                    }
                 }
             }
             try await group.next()

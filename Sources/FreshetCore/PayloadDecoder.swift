@@ -1,8 +1,10 @@
 /// Turns the text of a notification sent by Freshet's trigger into a `Change`.
 ///
-/// The trigger sends `{"v":1,"op":"update","schema":"public","table":"users","at":"…","old":{…},"new":{…}}`,
-/// with `"partial":true` when row data was left out to fit NOTIFY's 8000-byte limit and `"overflow":true` when
-/// even the key did not fit.
+/// The trigger sends one statement's rows, packed:
+/// `{"v":1,"op":"update","schema":"public","table":"users","at":"…","rows":[{"old":{…},"new":{…}},…]}`, with
+/// `"partial":true` on a row whose data was cut to fit NOTIFY's 8000-byte limit; `"overflow":true` (no rows) when
+/// even a row's key did not fit. A single-row form (`"old"`/`"new"` at the top, as older triggers sent) and the
+/// truncate notice (no rows) decode to one change.
 public enum PayloadDecoder {
     /// Why a notification was rejected; `reason` is the metric label.
     public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
@@ -15,7 +17,8 @@ public enum PayloadDecoder {
     /// Notifications larger than this are rejected without parsing (PostgreSQL's own limit is 8000 bytes).
     public static let maxPayloadBytes = 64 * 1024
 
-    public static func decode(_ text: String) throws(Rejection) -> Change {
+    /// The changes in one notification, in the order the trigger listed them.
+    public static func decode(_ text: String) throws(Rejection) -> [Change] {
         guard text.utf8.count <= maxPayloadBytes else {
             throw Rejection(reason: "invalid_shape", detail: "payload of \(text.utf8.count) bytes is larger than any trigger sends")
         }
@@ -40,6 +43,25 @@ public enum PayloadDecoder {
         guard let at = object["at"]?.stringValue else {
             throw Rejection(reason: "invalid_shape", detail: "field \"at\" must be a string")
         }
+        let overflow = object["overflow"] == .bool(true)
+        if case .array(let items)? = object["rows"], !overflow, op != .truncate {
+            var changes: [Change] = []
+            changes.reserveCapacity(items.count)
+            for item in items {
+                guard case .object(let entry) = item else {
+                    throw Rejection(reason: "invalid_shape", detail: "each of \"rows\" must be an object")
+                }
+                changes.append(try change(op: op, schema: schema, table: table, at: at, fields: entry, overflow: false))
+            }
+            return changes
+        }
+        return [try change(op: op, schema: schema, table: table, at: at, fields: object, overflow: overflow)]
+    }
+
+    /// One row's change from an object holding `old`, `new` and `partial`.
+    private static func change(
+        op: ChangeOp, schema: String, table: String, at: String, fields object: JSONObject, overflow: Bool
+    ) throws(Rejection) -> Change {
         func row(_ name: String) throws(Rejection) -> JSONObject? {
             switch object[name] {
             case nil, .null?: return nil
@@ -49,7 +71,6 @@ public enum PayloadDecoder {
         }
         let old = try row("old")
         let new = try row("new")
-        let overflow = object["overflow"] == .bool(true)
         let partial = object["partial"] == .bool(true)
         if !overflow {
             switch op {

@@ -3,13 +3,18 @@
 /// Everything Freshet creates lives in the `freshet` schema (one function, `freshet.notify_change()`) or is named
 /// `freshet_*` (the triggers). Every identifier is quoted, every literal escaped, and the function pins its
 /// `search_path`, so neither a table name nor a hostile `search_path` can inject SQL.
+///
+/// The triggers are statement-level with transition tables: a statement touching N rows runs the function once and
+/// sends its rows packed into as few notifications as fit under NOTIFY's limit (`"rows":[…]`), instead of one
+/// trigger call and one notification per row. A 200,000-row UPDATE costs the writer a few seconds less for it.
 public enum TriggerSQL {
     /// The schema holding Freshet's function.
     public static let schemaName = "freshet"
-    /// The row trigger's name on each table.
-    public static let rowTriggerName = "freshet_change"
-    /// The statement trigger's name on each table.
-    public static let truncateTriggerName = "freshet_truncate"
+    /// The statement triggers on each table, one per event (PostgreSQL allows transition tables on single-event
+    /// triggers only), then the truncate trigger.
+    public static let triggerNames = ["freshet_insert", "freshet_update", "freshet_delete", "freshet_truncate"]
+    /// The row trigger of Freshet versions before statement-level triggers; install and uninstall remove it.
+    static let legacyTriggerNames = ["freshet_change"]
     /// NOTIFY's payload limit is 8000 bytes; stay under it.
     public static let payloadLimit = 7900
 
@@ -35,8 +40,9 @@ public enum TriggerSQL {
         var sql = "BEGIN;\nSET LOCAL client_min_messages = warning;\nSELECT pg_catalog.pg_advisory_xact_lock(\(advisoryLockKey));\n"
         for table in tables {
             let name = table.schema.quotedName
-            sql += "DROP TRIGGER IF EXISTS \(SQL.quoteIdentifier(rowTriggerName)) ON \(name);\n"
-            sql += "DROP TRIGGER IF EXISTS \(SQL.quoteIdentifier(truncateTriggerName)) ON \(name);\n"
+            for trigger in legacyTriggerNames + triggerNames {
+                sql += "DROP TRIGGER IF EXISTS \(SQL.quoteIdentifier(trigger)) ON \(name);\n"
+            }
         }
         sql += """
             DO $freshet$
@@ -62,8 +68,6 @@ public enum TriggerSQL {
 
     static func triggerDefinition(table: ResolvedTable, channel: String) -> String {
         let name = table.schema.quotedName
-        let rowTrigger = SQL.quoteIdentifier(rowTriggerName)
-        let truncateTrigger = SQL.quoteIdentifier(truncateTriggerName)
         let function = SQL.quoteIdentifier(schemaName) + "." + SQL.quoteIdentifier("notify_change")
         let arguments = [
             SQL.quoteLiteral(channel),
@@ -71,15 +75,25 @@ public enum TriggerSQL {
             SQL.quoteLiteral(arrayLiteral(table.minimalColumns)),
             SQL.quoteLiteral(table.rowColumns.map(arrayLiteral) ?? "*"),
         ].joined(separator: ", ")
-        return """
-            DROP TRIGGER IF EXISTS \(rowTrigger) ON \(name);
-            CREATE TRIGGER \(rowTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(name)
-              FOR EACH ROW EXECUTE FUNCTION \(function)(\(arguments));
-            DROP TRIGGER IF EXISTS \(truncateTrigger) ON \(name);
-            CREATE TRIGGER \(truncateTrigger) AFTER TRUNCATE ON \(name)
-              FOR EACH STATEMENT EXECUTE FUNCTION \(function)(\(arguments));
+        let events: [(trigger: String, event: String, referencing: String)] = [
+            ("freshet_insert", "INSERT", " REFERENCING NEW TABLE AS freshet_new"),
+            ("freshet_update", "UPDATE", " REFERENCING OLD TABLE AS freshet_old NEW TABLE AS freshet_new"),
+            ("freshet_delete", "DELETE", " REFERENCING OLD TABLE AS freshet_old"),
+            ("freshet_truncate", "TRUNCATE", ""),
+        ]
+        var sql = ""
+        for trigger in legacyTriggerNames {
+            sql += "DROP TRIGGER IF EXISTS \(SQL.quoteIdentifier(trigger)) ON \(name);\n"
+        }
+        for (trigger, event, referencing) in events {
+            sql += """
+                DROP TRIGGER IF EXISTS \(SQL.quoteIdentifier(trigger)) ON \(name);
+                CREATE TRIGGER \(SQL.quoteIdentifier(trigger)) AFTER \(event) ON \(name)\(referencing)
+                  FOR EACH STATEMENT EXECUTE FUNCTION \(function)(\(arguments));
 
-            """
+                """
+        }
+        return sql + "\n"
     }
 
     /// A PostgreSQL `text[]` literal: `{"a","b"}` with `"` and `\` escaped.
@@ -97,9 +111,14 @@ public enum TriggerSQL {
 
     /// The trigger function. Arguments: channel, ignored columns, minimal columns, row columns (`*` for all).
     ///
-    /// It never makes the application's write fail: an oversized payload is cut down to the minimal columns
-    /// (`"partial":true`), then to no row at all (`"overflow":true`, Freshet invalidates the whole table), and any
-    /// error is turned into an overflow notification and a WARNING instead of an exception.
+    /// Runs once per statement. Old and new rows of an UPDATE are paired by their position in the transition tables
+    /// (PostgreSQL fills both in the same order), so a row whose key changed keeps its old and new key. Each row becomes
+    /// `{"old":…,"new":…}`; rows are packed into notifications of at most `payloadLimit` bytes:
+    /// `{"v":1,"op":…,"schema":…,"table":…,"at":…,"rows":[…]}`.
+    ///
+    /// It never makes the application's write fail: a row too large to fit is cut down to the minimal columns
+    /// (`"partial":true` on that row), and one that still does not fit (or any error) becomes one key-less
+    /// `"overflow":true` notification for the statement (Freshet invalidates the whole table) and a WARNING.
     static let functionDefinition = """
         CREATE OR REPLACE FUNCTION "freshet"."notify_change"() RETURNS trigger
         LANGUAGE plpgsql
@@ -110,10 +129,14 @@ public enum TriggerSQL {
           ignored text[] := TG_ARGV[1]::text[];
           minimal text[] := TG_ARGV[2]::text[];
           wanted text := TG_ARGV[3];
-          old_row jsonb;
-          new_row jsonb;
+          dropped text[] := '{}';
           head jsonb;
-          payload text;
+          prefix text;
+          room integer;
+          buffer text := '';
+          item text;
+          overflow boolean := false;
+          r record;
         BEGIN
           head := jsonb_build_object('v', 1, 'op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                                      'at', clock_timestamp());
@@ -122,25 +145,44 @@ public enum TriggerSQL {
             RETURN NULL;
           END IF;
           BEGIN
-            IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-            IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-            IF TG_OP = 'UPDATE' AND (old_row - ignored) = (new_row - ignored) THEN
-              RETURN NULL;
-            END IF;
             IF wanted <> '*' THEN
-              old_row := (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(old_row) e WHERE e.key = ANY (wanted::text[]));
-              new_row := (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(new_row) e WHERE e.key = ANY (wanted::text[]));
+              SELECT coalesce(array_agg(a.attname::text), '{}') INTO dropped FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND NOT (a.attname::text = ANY (wanted::text[]));
             END IF;
-            payload := (head || jsonb_build_object('old', old_row, 'new', new_row))::text;
-            IF octet_length(payload) > \(payloadLimit) THEN
-              old_row := (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(old_row) e WHERE e.key = ANY (minimal));
-              new_row := (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(new_row) e WHERE e.key = ANY (minimal));
-              payload := (head || jsonb_build_object('old', old_row, 'new', new_row, 'partial', true))::text;
+            prefix := left(head::text, -1) || ', "rows": [';
+            room := \(payloadLimit) - octet_length(prefix) - 2;
+            FOR r IN EXECUTE CASE TG_OP
+                WHEN 'INSERT' THEN 'SELECT NULL::jsonb AS o, to_jsonb(n) AS n FROM freshet_new n'
+                WHEN 'DELETE' THEN 'SELECT to_jsonb(o) AS o, NULL::jsonb AS n FROM freshet_old o'
+                ELSE 'SELECT o.j AS o, n.j AS n
+                      FROM (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_old t) o
+                      JOIN (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_new t) n USING (i)
+                      WHERE (o.j - $1) IS DISTINCT FROM (n.j - $1)'
+              END USING ignored
+            LOOP
+              item := jsonb_build_object('old', r.o - dropped, 'new', r.n - dropped)::text;
+              IF octet_length(item) > room THEN
+                item := jsonb_build_object(
+                  'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r.o) e WHERE e.key = ANY (minimal)),
+                  'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r.n) e WHERE e.key = ANY (minimal)),
+                  'partial', true)::text;
+                IF octet_length(item) > room THEN
+                  overflow := true;
+                  CONTINUE;
+                END IF;
+              END IF;
+              IF buffer <> '' AND octet_length(buffer) + 1 + octet_length(item) > room THEN
+                PERFORM pg_notify(channel, prefix || buffer || ']}');
+                buffer := '';
+              END IF;
+              buffer := CASE WHEN buffer = '' THEN item ELSE buffer || ',' || item END;
+            END LOOP;
+            IF buffer <> '' THEN
+              PERFORM pg_notify(channel, prefix || buffer || ']}');
             END IF;
-            IF octet_length(payload) > \(payloadLimit) THEN
-              payload := (head || jsonb_build_object('overflow', true))::text;
+            IF overflow THEN
+              PERFORM pg_notify(channel, (head || jsonb_build_object('overflow', true))::text);
             END IF;
-            PERFORM pg_notify(channel, payload);
           EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'freshet: change on %.% sent without row data: %', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM;
             PERFORM pg_notify(channel, (head || jsonb_build_object('overflow', true))::text);

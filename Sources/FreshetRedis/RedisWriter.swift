@@ -87,7 +87,13 @@ public final class RedisWriter: Service, @unchecked Sendable {
 
     /// Queues a job, waiting while the queue holds `maxPending` operations.
     public func submit(_ job: RedisJob) async {
-        while !tryEnqueue(job) {
+        await submit([job])
+    }
+
+    /// Queues jobs in order (one statement's changes), waiting while the queue holds `maxPending` operations. The
+    /// writer sees them together, so they share pipelined round trips.
+    public func submit(_ jobs: [RedisJob]) async {
+        while !tryEnqueue(jobs) {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 if !waitForSpace(continuation) { continuation.resume() }
             }
@@ -98,15 +104,17 @@ public final class RedisWriter: Service, @unchecked Sendable {
         queuedOperations < maxPending || queue.count == queueHead || stopping
     }
 
-    private func tryEnqueue(_ job: RedisJob) -> Bool {
+    private func tryEnqueue(_ jobs: [RedisJob]) -> Bool {
         condition.lock()
         guard hasSpace() else {
             condition.unlock()
             return false
         }
-        queue.append(job)
-        pendingOperations += job.operations.count
-        queuedOperations += job.operations.count
+        queue.append(contentsOf: jobs)
+        var operations = 0
+        for job in jobs { operations += job.operations.count }
+        pendingOperations += operations
+        queuedOperations += operations
         let pending = pendingOperations
         condition.signal()
         condition.unlock()

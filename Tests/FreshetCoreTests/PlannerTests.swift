@@ -116,13 +116,31 @@ import Testing
 
 @Suite struct PayloadDecoderTests {
     @Test func decodesATriggerPayload() throws {
-        let change = try PayloadDecoder.decode(#"{"v":1,"op":"update","schema":"public","table":"users","at":"2026-01-01T00:00:00+00:00","old":{"id":1},"new":{"id":1,"n":12345678901234567890}}"#)
+        let change = try PayloadDecoder.decode(#"{"v":1,"op":"update","schema":"public","table":"users","at":"2026-01-01T00:00:00+00:00","old":{"id":1},"new":{"id":1,"n":12345678901234567890}}"#)[0]
         #expect(change.op == .update)
         #expect(change.new?["n"] == .number("12345678901234567890"))
     }
 
+    @Test func decodesAStatementsPackedRowsInOrder() throws {
+        let changes = try PayloadDecoder.decode(#"{"v":1,"op":"update","schema":"public","table":"users","at":"2026-01-01T00:00:00+00:00","rows":[{"old":{"id":1},"new":{"id":2}},{"old":{"id":3},"new":{"id":3},"partial":true}]}"#)
+        #expect(changes.count == 2)
+        #expect(changes.map(\.op) == [.update, .update])
+        #expect(changes[0].old?["id"] == .number("1") && changes[0].new?["id"] == .number("2"))
+        #expect(!changes[0].partial && changes[1].partial)
+        #expect(changes.allSatisfy { $0.table == "users" && $0.at == "2026-01-01T00:00:00+00:00" })
+    }
+
+    @Test func aStatementOverflowAndATruncateAreOneChangeEach() throws {
+        let overflow = try PayloadDecoder.decode(#"{"v":1,"op":"delete","schema":"public","table":"users","at":"x","overflow":true}"#)
+        #expect(overflow.count == 1 && overflow[0].overflow)
+        let truncate = try PayloadDecoder.decode(#"{"v":1,"op":"truncate","schema":"public","table":"users","at":"x"}"#)
+        #expect(truncate.count == 1 && truncate[0].op == .truncate)
+    }
+
     @Test(arguments: [
         ("not json", "invalid_json"),
+        (#"{"v":1,"op":"insert","schema":"s","table":"t","at":"x","rows":[5]}"#, "invalid_shape"),
+        (#"{"v":1,"op":"insert","schema":"s","table":"t","at":"x","rows":[{"old":{"id":1}}]}"#, "invalid_shape"),
         ("[1,2]", "invalid_shape"),
         (#"{"v":2,"op":"insert"}"#, "unsupported_version"),
         (#"{"v":1,"op":"upsert","schema":"s","table":"t","at":"x"}"#, "invalid_shape"),

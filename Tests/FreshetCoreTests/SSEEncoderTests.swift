@@ -40,6 +40,22 @@ import Testing
         #expect(sql.contains("SET search_path = pg_catalog, pg_temp"))
         #expect(sql.contains("AFTER TRUNCATE"))
     }
+
+    @Test func installsOneStatementTriggerPerEventWithTransitionTables() throws {
+        let config = TableConfig(name: "users", qualifiedName: TableName(schema: nil, name: "users"),
+                                 redis: [RedisRule(key: try KeyTemplate(parsing: "user:{id}"))])
+        let schema = TableSchema(schema: "public", name: "users", columns: ["id"], primaryKey: ["id"])
+        let sql = TriggerSQL.install(tables: [ResolvedTable(config: config, schema: schema)], channel: "c")
+        #expect(sql.contains(#"CREATE TRIGGER "freshet_insert" AFTER INSERT ON "public"."users" REFERENCING NEW TABLE AS freshet_new"#))
+        #expect(sql.contains(#"CREATE TRIGGER "freshet_update" AFTER UPDATE ON "public"."users" REFERENCING OLD TABLE AS freshet_old NEW TABLE AS freshet_new"#))
+        #expect(sql.contains(#"CREATE TRIGGER "freshet_delete" AFTER DELETE ON "public"."users" REFERENCING OLD TABLE AS freshet_old"#))
+        #expect(!sql.contains("FOR EACH ROW"))
+        #expect(sql.contains(#"DROP TRIGGER IF EXISTS "freshet_change" ON "public"."users""#))  // the older row trigger
+        let uninstall = TriggerSQL.uninstall(tables: [ResolvedTable(config: config, schema: schema)])
+        for name in TriggerSQL.triggerNames + ["freshet_change"] {
+            #expect(uninstall.contains(#"DROP TRIGGER IF EXISTS "\#(name)" ON "public"."users""#))
+        }
+    }
 }
 
 @Suite struct TimestampTests {

@@ -106,14 +106,14 @@ struct CLITests {
             }
             let sql = try await CLIProcess.run(["triggers", "sql", "--config", config])
             #expect(sql.status == 0)
-            #expect(sql.stdout.contains(#"CREATE TRIGGER "freshet_change" AFTER INSERT OR UPDATE OR DELETE ON "public"."users""#))
+            #expect(sql.stdout.contains(#"CREATE TRIGGER "freshet_update" AFTER UPDATE ON "public"."users""#))
             #expect(try triggers() == "0")
             let install = try await CLIProcess.run(["triggers", "install", "--config", config])
             #expect(install.status == 0, "\(install.stderr)")
-            #expect(try triggers() == "2")
+            #expect(try triggers() == "4")
             let again = try await CLIProcess.run(["triggers", "install", "--config", config])
             #expect(again.status == 0)
-            #expect(try triggers() == "2")
+            #expect(try triggers() == "4")
             // The printed SQL is what install runs: applying it by hand works too.
             try db.execute(sql.stdout)
             let uninstall = try await CLIProcess.run(["triggers", "uninstall", "--config", config])

@@ -101,6 +101,44 @@ struct CoreFlowTests {
         }
     }
 
+    @Test func aStatementOfManyRowsIsPackedAndEveryRowActedOn() async throws {
+        try await withFreshet { f, client, redis in
+            let listen = try PGConnection.connect(f.databaseURL)
+            try listen.execute("LISTEN freshet")
+            try f.sql("INSERT INTO users (org_id, name) SELECT g % 10, 'user ' || g FROM generate_series(1, 1000) g")
+            try await eventually("1000 insert events") { client.changes.count == 1000 }
+            try listen.consumeInput()
+            let notifications = listen.drainNotifications().count
+            #expect(notifications >= 1 && notifications <= 20, "1000 rows in \(notifications) notifications")
+
+            for id in [1, 500, 1000] { try redis.run("SET", "\(f.prefix):user:\(id)", "stale") }
+            for org in [0, 5, 105] { try redis.run("SET", "\(f.prefix):org:\(org):members", "stale") }
+            // Every row's key template column moves: old and new rows stay paired, so both lists are invalidated.
+            try f.sql("UPDATE users SET org_id = org_id + 100, name = name || ' moved'")
+            try await eventually("1000 update events") { client.changes.count == 2000 }
+            for id in [1, 500, 1000] { #expect(try !redis.exists("\(f.prefix):user:\(id)")) }
+            for org in [0, 5, 105] { #expect(try !redis.exists("\(f.prefix):org:\(org):members")) }
+            #expect(try redis.get("\(f.prefix):user:500:card")?.contains("user 500 moved") == true)
+            let moved = try json(client.changes[1999])
+            #expect(moved["op"] == .string("update"))
+            #expect(moved["redis"] == .array([
+                .string("\(f.prefix):user:1000"), .string("\(f.prefix):user:1000:card"),
+                .string("\(f.prefix):org:0:members"), .string("\(f.prefix):org:100:members"),
+            ]) || moved["redis"] == .array([
+                .string("\(f.prefix):user:1000"), .string("\(f.prefix):user:1000:card"),
+                .string("\(f.prefix):org:100:members"), .string("\(f.prefix):org:0:members"),
+            ]), "\(moved)")
+
+            // In one statement, rows where only ignored columns changed send nothing; the others do.
+            try f.sql("UPDATE users SET last_seen_at = now(), name = CASE WHEN id = 7 THEN 'seven' ELSE name END")
+            try f.sql("DELETE FROM users WHERE id > 990")
+            try await eventually("one update and ten deletes") { client.changes.count >= 2011 }
+            #expect(client.changes.count == 2011)
+            #expect(try json(client.changes[2000])["key"] == .object(["id": .number("7")]))
+            #expect(try client.changes[2001...].allSatisfy { try json($0)["op"] == .string("delete") })
+        }
+    }
+
     @Test func deleteRemovesEveryKeyIncludingSetOnes() async throws {
         try await withFreshet { f, client, redis in
             try f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")

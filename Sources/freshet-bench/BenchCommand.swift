@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import FreshetCore
+
+/// `freshet-bench`: measures a real Freshet against a real PostgreSQL and Redis on this machine, next to the machine's
+/// own limits (a bare LISTEN loop, pipelined UNLINK), and prints each target's median over several runs.
+@main
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "freshet-bench",
+        abstract: "Benchmark Freshet: throughput, bulk, latency and fan-out against the machine's own limits.",
+        discussion: """
+            Starts its own Freshet (--freshet) for every run, against DATABASE_URL and REDIS_URL. It drops and creates
+            the table bench_items and runs FLUSHDB on the Redis database it is given: point it at scratch servers.
+            """
+    )
+
+    @Option(help: "PostgreSQL URL (scratch database).")
+    var databaseURL: String = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? ""
+
+    @Option(help: "Redis URL (scratch database: it is flushed).")
+    var redisURL: String = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
+
+    @Option(help: "The freshet executable to measure.")
+    var freshet: String = ".build/release/freshet"
+
+    @Option(help: "Scenarios, comma-separated: \(Scenario.allCases.map(\.rawValue).joined(separator: ",")).")
+    var scenarios: String = Scenario.allCases.map(\.rawValue).joined(separator: ",")
+
+    @Option(help: "Runs per scenario; the table shows medians.")
+    var runs: Int = 3
+
+    @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
+    var quick = false
+
+    @Flag(help: "Print the results as JSON instead of a table.")
+    var json = false
+
+    mutating func run() throws {
+        guard !databaseURL.isEmpty, !redisURL.isEmpty else {
+            throw ValidationError("set DATABASE_URL and REDIS_URL (or --database-url, --redis-url) to scratch servers")
+        }
+        guard FileManager.default.isExecutableFile(atPath: freshet) else {
+            throw ValidationError("no freshet executable at \(freshet); build it with `swift build -c release` or pass --freshet")
+        }
+        var chosen: [Scenario] = []
+        for name in scenarios.split(separator: ",") {
+            guard let scenario = Scenario(rawValue: String(name)) else {
+                throw ValidationError("unknown scenario \"\(name)\"; known: \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            chosen.append(scenario)
+        }
+        let fileLimit = raiseFileLimit()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let redis: RedisEndpoint
+        do { redis = try RedisEndpoint(parsing: redisURL) } catch { throw ValidationError("--redis-url: \(error)") }
+        let quiet = json
+        let env = BenchEnvironment(
+            databaseURL: databaseURL, redis: redis, redisURL: redisURL, freshet: freshet, directory: directory,
+            log: { message in if !quiet { FileHandle.standardError.write(Data("· \(message)\n".utf8)) } }
+        )
+        let machine = MachineInfo.current(fileLimit: fileLimit)
+        if !json { print(machine.banner) }
+
+        var report = Report(machine: machine, runs: runs, quick: quick, scenarios: [])
+        for scenario in chosen {
+            var figures: [RunFigures] = []
+            for run in 1...runs {
+                env.log("\(scenario.rawValue): run \(run) of \(runs)")
+                figures.append(try scenario.run(env, quick: quick))
+            }
+            let result = ScenarioResult(scenario: scenario, parameters: scenario.parameters(quick: quick), runs: figures)
+            report.scenarios.append(result)
+            if !json { print(result.table) }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.summary)
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+        if !report.allMet { throw ExitCode(3) }
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import FreshetCore
+import FreshetRedis
+import Glibc
+
+/// What every scenario needs: where the servers are, which Freshet to start, a scratch directory.
+struct BenchEnvironment {
+    var databaseURL: String
+    var redis: RedisEndpoint
+    var redisURL: String
+    var freshet: String
+    var directory: String
+    var log: (String) -> Void
+
+    static let channel = "freshet_bench"
+    static let topic = "bench_items"
+
+    func config(port: Int) -> String {
+        """
+        postgres:
+          url: "\(databaseURL)"
+          channel: \(Self.channel)
+        redis:
+          url: "\(redisURL)"
+        http:
+          listen: 127.0.0.1:\(port)
+        log:
+          level: warning
+        tables:
+          - name: bench_items
+            redis:
+              - key: "bench:{id}"
+            sse:
+              columns: [id, seq]
+
+        """
+    }
+
+    /// Starts a Freshet on a free port with the bench's config; it installs its triggers on `bench_items`.
+    func startFreshet() throws -> FreshetProcess {
+        let port = freePort()
+        return try FreshetProcess(executable: freshet, config: config(port: port), port: port, directory: directory)
+    }
+
+    /// Installs the triggers without starting Freshet (`freshet triggers install`), for the bare-listener ceiling.
+    func installTriggers() throws {
+        let path = directory + "/freshet-bench.yml"
+        try config(port: 1).write(toFile: path, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: freshet)
+        process.arguments = ["triggers", "install", "--config", path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BenchError("freshet triggers install exited \(process.terminationStatus)") }
+    }
+
+    func flushRedis() throws {
+        let connection = try RedisConnection.connect(redis, timeout: 10)
+        _ = try connection.command(["FLUSHDB"])
+    }
+}
+
+/// One run's figures, by metric name.
+typealias RunFigures = [String: Double]
+
+/// The scenarios; each returns one run's figures.
+enum Scenarios {
+    // MARK: throughput
+
+    /// Flat-out single-row writes for `duration` seconds: first with only a bare LISTEN loop (the database's limit),
+    /// then with Freshet and `subscribers` SSE subscribers. Nothing may be missed or doubled.
+    static func throughput(_ env: BenchEnvironment, duration: Double, connections: Int, subscribers: Int) throws -> RunFigures {
+        let rows = 10_000
+        try BenchTable.create(conninfo: env.databaseURL, rows: rows)
+        try env.installTriggers()
+        env.log("throughput: bare LISTEN ceiling, \(connections) writer connections, \(duration)s")
+        let bare = try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
+        let bareLoad = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: nil, changes: 5_000_000,
+                                     duration: duration, rows: rows).run()
+        bare.finish(expecting: bareLoad.committed, timeout: 60)
+        let bareReceived = bare.received.load(ordering: .relaxed)
+
+        try env.flushRedis()
+        let freshet = try env.startFreshet()
+        defer { freshet.stop() }
+        let capacity = bareLoad.committed * 2 + 10_000
+        let subs = try SSESubscribers(port: freshet.port, count: subscribers, expectedChanges: capacity, topic: BenchEnvironment.topic)
+        defer { subs.close() }
+        env.log("throughput: with Freshet and \(subscribers) subscribers")
+        let cpuBefore = freshet.cpuSeconds
+        let start = monotonicNanos()
+        let load = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: nil, changes: capacity,
+                                 duration: duration, rows: rows).run()
+        subs.waitForAll(load.committed, timeout: 60)
+        let elapsed = Double(monotonicNanos() - start) / 1e9
+        let cpu = freshet.cpuSeconds - cpuBefore
+        var delivered = 0
+        for table in subs.receipts { delivered += table.filled }
+        let coreShare = cpu / elapsed
+        return [
+            "bare_writes_per_s": bareLoad.changesPerSecond,
+            "bare_listener_missed": Double(bareLoad.committed - bareReceived),
+            "writes_per_s": load.changesPerSecond,
+            "ratio_to_bare": load.changesPerSecond / bareLoad.changesPerSecond,
+            "missed": Double(load.committed * subscribers - delivered),
+            "duplicated": Double(subs.duplicates),
+            "resyncs": Double(subs.resyncs.load(ordering: .relaxed)),
+            "cpu_core_share": coreShare,
+            "cpu_core_share_per_10k_per_s": coreShare / (load.changesPerSecond / 10_000),
+            "peak_rss_mb": freshet.peakRSSMB,
+            "start_to_ready_s": freshet.startToReady,
+        ]
+    }
+
+    // MARK: bulk
+
+    /// One transaction updating `rows` rows: the bare listener's time to see every notification, Redis's own UNLINK
+    /// rate, then Freshet: commit → every key gone and every event written.
+    static func bulk(_ env: BenchEnvironment, rows: Int) throws -> RunFigures {
+        try BenchTable.create(conninfo: env.databaseURL, rows: rows)
+        try env.installTriggers()
+        env.log("bulk: bare LISTEN ceiling, one UPDATE of \(rows) rows")
+        let bare = try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
+        let bareTimes = try WriteLoad.bulk(conninfo: env.databaseURL, rows: rows)
+        bare.finish(expecting: rows, timeout: 120)
+        let bareLast = bare.lastAt.load(ordering: .relaxed)
+        let bareReceived = bare.received.load(ordering: .relaxed)
+
+        try env.flushRedis()
+        env.log("bulk: Redis ceiling, pipelined UNLINK of \(rows) keys")
+        let unlinkRate = try RedisCeiling.unlinkRate(env.redis, keys: rows)
+
+        try BenchTable.create(conninfo: env.databaseURL, rows: rows)
+        try env.flushRedis()
+        let freshet = try env.startFreshet()
+        defer { freshet.stop() }
+        try RedisCeiling.setKeys(env.redis, count: rows)
+        let watcher = try KeyWatcher(endpoint: env.redis, keys: rows)
+        let subs = try SSESubscribers(port: freshet.port, count: 1, expectedChanges: rows, topic: BenchEnvironment.topic)
+        defer { subs.close() }
+        let rssBefore = freshet.rssMB
+        env.log("bulk: with Freshet, one UPDATE of \(rows) rows")
+        let times = try WriteLoad.bulk(conninfo: env.databaseURL, rows: rows)
+        try watcher.finish(expecting: rows, timeout: 120)
+        subs.waitForAll(rows, timeout: 120)
+        let goneAll = watcher.gone.filled
+        let lastGone = watcher.gone.latest
+        let lastEvent = subs.receipts[0].latest
+        let end = max(lastGone, lastEvent)
+        return [
+            "bare_commit_s": Double(bareTimes.committed - bareTimes.start) / 1e9,
+            "bare_all_notified_after_commit_s": Double(Int64(bareLast) - Int64(bareTimes.committed)) / 1e9,
+            "bare_changes_per_s": Double(bareReceived) / (Double(bareLast - bareTimes.start) / 1e9),
+            "redis_unlink_per_s": unlinkRate,
+            "commit_s": Double(times.committed - times.start) / 1e9,
+            "keys_gone_after_commit_s": Double(Int64(lastGone) - Int64(times.committed)) / 1e9,
+            "events_after_commit_s": Double(Int64(lastEvent) - Int64(times.committed)) / 1e9,
+            "changes_per_s": Double(rows) / (Double(end - times.start) / 1e9),
+            "ratio_to_bare": (Double(rows) / (Double(end - times.start) / 1e9)) / (Double(bareReceived) / (Double(bareLast - bareTimes.start) / 1e9)),
+            "keys_missed": Double(rows - goneAll),
+            "events_delivered": Double(subs.receipts[0].filled),
+            "resyncs": Double(subs.resyncs.load(ordering: .relaxed)),
+            "rss_before_mb": rssBefore,
+            "peak_rss_mb": freshet.peakRSSMB,
+            "start_to_ready_s": freshet.startToReady,
+        ]
+    }
+
+    // MARK: latency and fan-out
+
+    /// `subscribers` SSE subscribers, writes paced at `rate` per second for `duration` seconds, each change on its own
+    /// row whose Redis key exists: commit → key gone and commit → each subscriber's receipt.
+    static func delivery(_ env: BenchEnvironment, subscribers: Int, rate: Double, duration: Double, connections: Int) throws -> RunFigures {
+        let changes = Int(rate * duration)
+        try BenchTable.create(conninfo: env.databaseURL, rows: changes)
+        try env.flushRedis()
+        let freshet = try env.startFreshet()
+        defer { freshet.stop() }
+        let idleRSS = freshet.rssMB
+        try RedisCeiling.setKeys(env.redis, count: changes)
+        let watcher = try KeyWatcher(endpoint: env.redis, keys: changes)
+        env.log("delivery: connecting \(subscribers) subscribers")
+        let subs = try SSESubscribers(port: freshet.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
+        defer { subs.close() }
+        usleep(500_000)  // let the connection burst settle before reading memory
+        let subscribedRSS = freshet.rssMB
+        env.log("delivery: \(rate) changes/s for \(duration)s")
+        let cpuBefore = freshet.cpuSeconds
+        let start = monotonicNanos()
+        let load = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: rate, changes: changes,
+                                 duration: duration + 1, rows: changes).run()
+        try watcher.finish(expecting: load.committed, timeout: 30)
+        subs.waitForAll(load.committed, timeout: 30)
+        let cpu = freshet.cpuSeconds - cpuBefore
+        let elapsed = Double(monotonicNanos() - start) / 1e9
+        var sse: [UInt64] = []
+        var delivered = 0
+        for table in subs.receipts {
+            sse.append(contentsOf: table.latencies(from: load.commits))
+            delivered += table.filled
+        }
+        let redis = LatencySummary(nanos: watcher.gone.latencies(from: load.commits))
+        let sseSummary = LatencySummary(nanos: sse)
+        return [
+            "committed": Double(load.committed),
+            "write_rate_per_s": load.changesPerSecond,
+            "redis_p50_ms": redis.p50, "redis_p95_ms": redis.p95, "redis_p99_ms": redis.p99, "redis_max_ms": redis.max,
+            "sse_p50_ms": sseSummary.p50, "sse_p95_ms": sseSummary.p95, "sse_p99_ms": sseSummary.p99, "sse_max_ms": sseSummary.max,
+            "keys_missed": Double(load.committed - watcher.gone.filled),
+            "sse_missed": Double(load.committed * subscribers - delivered),
+            "sse_duplicated": Double(subs.duplicates),
+            "resyncs": Double(subs.resyncs.load(ordering: .relaxed)),
+            "events_per_s_delivered": Double(delivered) / elapsed,
+            "cpu_core_share": cpu / elapsed,
+            "idle_rss_mb": idleRSS,
+            "rss_per_idle_subscriber_kb": (subscribedRSS - idleRSS) * 1024 / Double(subscribers),
+            "peak_rss_mb": freshet.peakRSSMB,
+            "start_to_ready_s": freshet.startToReady,
+        ]
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nobody listens on right now.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

@@ -1,0 +1,130 @@
+import Foundation
+import FreshetCore
+import FreshetPostgres
+import FreshetRedis
+import Glibc
+import Synchronization
+
+/// Watches Redis keyspace notifications (`del` events, which UNLINK raises too) and records when each bench key
+/// `bench:N` disappeared: `gone[N - 1]`. Ends on the sentinel key's deletion.
+final class KeyWatcher: @unchecked Sendable {
+    static let sentinel = "freshet-bench-end"
+    let gone: TimeTable
+    private let endpoint: RedisEndpoint
+    private let done = DispatchSemaphore(value: 0)
+    private let ready = DispatchSemaphore(value: 0)
+    private let failure = Mutex<String?>(nil)
+
+    init(endpoint: RedisEndpoint, keys: Int) throws {
+        self.endpoint = endpoint
+        gone = TimeTable(count: keys)
+        let control = try RedisConnection.connect(endpoint, timeout: 5)
+        _ = try control.command(["CONFIG", "SET", "notify-keyspace-events", "Eg"])
+        _ = try control.command(["SET", Self.sentinel, "1"])
+        let thread = Thread { self.watch() }
+        thread.start()
+        ready.wait()
+        if let message = failure.withLock({ $0 }) { throw BenchError("key watcher: \(message)") }
+    }
+
+    private func watch() {
+        defer { done.signal() }
+        do {
+            let connection = try RedisConnection.connect(endpoint, timeout: 300)
+            _ = try connection.command(["SUBSCRIBE", "__keyevent@\(endpoint.database)__:del"])
+            ready.signal()
+            while true {
+                guard case .array(let parts) = try connection.reply(), parts.count == 3, case .string(let key) = parts[2] else { continue }
+                let now = monotonicNanos()
+                if key.count > 6, key[0..<6].elementsEqual("bench:".utf8), let n = Int(String(decoding: key[6...], as: UTF8.self)) {
+                    gone.record(n - 1, at: now)
+                } else if key.elementsEqual(Self.sentinel.utf8) {
+                    return
+                }
+            }
+        } catch {
+            failure.withLock { $0 = "\(error)" }
+            ready.signal()
+        }
+    }
+
+    /// Waits until every key in `0..<count` is gone or `timeout` seconds pass, then stops the watcher.
+    func finish(expecting count: Int, timeout: Double) throws {
+        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
+        while monotonicNanos() < deadline {
+            var all = true
+            for i in stride(from: count - 1, through: 0, by: -1) where gone[i] == 0 { all = false; break }
+            if all { break }
+            usleep(1_000)
+        }
+        let control = try RedisConnection.connect(endpoint, timeout: 5)
+        _ = try control.command(["DEL", Self.sentinel])
+        done.wait()
+    }
+}
+
+/// The database's own limit: one bare libpq LISTEN loop that only counts notifications.
+final class BareListener: @unchecked Sendable {
+    let received = Atomic<Int>(0)
+    let lastAt = Atomic<UInt64>(0)
+    private let stopFlag = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(conninfo: String, channel: String) throws {
+        let pg = try PGConnection.connect(conninfo, applicationName: "freshet-bench-listener")
+        try pg.execute("LISTEN \(SQL.quoteIdentifier(channel))")
+        let thread = Thread { [self] in
+            defer { done.signal() }
+            var fds = pollfd(fd: pg.socket, events: Int16(POLLIN), revents: 0)
+            while !stopFlag.load(ordering: .relaxed) {
+                guard poll(&fds, 1, 50) >= 0 else { continue }
+                guard (try? pg.consumeInput()) != nil else { return }
+                let batch = pg.drainNotifications().count
+                if batch > 0 {
+                    received.add(batch, ordering: .relaxed)
+                    lastAt.store(monotonicNanos(), ordering: .relaxed)
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Waits until `count` notifications arrived (or `timeout` seconds), then stops.
+    func finish(expecting count: Int, timeout: Double) {
+        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
+        while received.load(ordering: .relaxed) < count && monotonicNanos() < deadline { usleep(1_000) }
+        stopFlag.store(true, ordering: .relaxed)
+        done.wait()
+    }
+}
+
+/// Redis's own limit: pipelined UNLINK of `keys` keys, `batch` per round trip, on one connection.
+enum RedisCeiling {
+    /// Sets `bench:1`…`bench:N` (pipelined).
+    static func setKeys(_ endpoint: RedisEndpoint, count: Int, from first: Int = 1) throws {
+        let connection = try RedisConnection.connect(endpoint, timeout: 30)
+        var i = first
+        while i < first + count {
+            let end = min(first + count, i + 2048)
+            for n in i..<end { try connection.append(["SET", "bench:\(n)", "cached row \(n)"]) }
+            for _ in i..<end { _ = try connection.reply() }
+            i = end
+        }
+    }
+
+    /// UNLINKs per second.
+    static func unlinkRate(_ endpoint: RedisEndpoint, keys: Int, batch: Int = 2048) throws -> Double {
+        try setKeys(endpoint, count: keys)
+        let connection = try RedisConnection.connect(endpoint, timeout: 30)
+        let names = (1...keys).map { "bench:\($0)" }
+        let start = monotonicNanos()
+        var i = 0
+        while i < keys {
+            let end = min(keys, i + batch)
+            for n in i..<end { try connection.append(["UNLINK", names[n]]) }
+            for _ in i..<end { _ = try connection.reply() }
+            i = end
+        }
+        return Double(keys) / (Double(monotonicNanos() - start) / 1e9)
+    }
+}
