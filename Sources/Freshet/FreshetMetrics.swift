@@ -2,51 +2,69 @@ import CoreMetrics
 import Foundation
 import FreshetCore
 import FreshetRedis
+import Synchronization
 
 /// Freshet's metrics, through swift-metrics. The executable bootstraps the Prometheus backend; without one these are
-/// no-ops. Labels are constants here so that names never drift.
-public struct FreshetMetrics: RedisWriterObserver {
+/// no-ops. Labels are constants here so that names never drift. Handles are made once (per label set) and kept, so
+/// the per-change path does no registry lookup.
+public final class FreshetMetrics: RedisWriterObserver {
+    private let counters = Mutex<[String: Counter]>([:])
+    private let pending = Gauge(label: "freshet_redis_pending")
+    private let redisConnected = Gauge(label: "freshet_redis_connected")
+    private let listenConnectedGauge = Gauge(label: "freshet_listen_connected")
+    private let keysFlushedCounter = Counter(label: "freshet_keys_flushed_total")
+    private let lag = Timer(label: "freshet_change_lag_seconds")
+    private let lastAt = TimestampCache()
+
     public init() {}
 
-    func changes(table: String, op: ChangeOp, count: Int) {
-        Counter(label: "freshet_changes_total", dimensions: [("table", table), ("op", op.rawValue)]).increment(by: count)
-    }
-
-    func rejected(reason: String) {
-        Counter(label: "freshet_notifications_rejected_total", dimensions: [("reason", reason)]).increment()
-    }
-
-    public func gapRecorded(cause: String) {
-        Counter(label: "freshet_gaps_total", dimensions: [("cause", cause)]).increment()
-    }
-
-    func listenConnected(_ connected: Bool) {
-        Gauge(label: "freshet_listen_connected").record(connected ? 1 : 0)
-    }
-
-    public func commandsCompleted(action: String, ok: Int, failed: Int) {
-        if ok > 0 { Counter(label: "freshet_redis_commands_total", dimensions: [("action", action), ("result", "ok")]).increment(by: ok) }
-        if failed > 0 {
-            Counter(label: "freshet_redis_commands_total", dimensions: [("action", action), ("result", "error")]).increment(by: failed)
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        let key = label + dimensions.map { "|" + $0.0 + "=" + $0.1 }.joined()
+        return counters.withLock { cache in
+            if let counter = cache[key] { return counter }
+            let counter = Counter(label: label, dimensions: dimensions)
+            cache[key] = counter
+            return counter
         }
     }
 
+    func changes(table: String, op: ChangeOp, count: Int) {
+        counter("freshet_changes_total", [("table", table), ("op", op.rawValue)]).increment(by: count)
+    }
+
+    func rejected(reason: String) {
+        counter("freshet_notifications_rejected_total", [("reason", reason)]).increment()
+    }
+
+    public func gapRecorded(cause: String) {
+        counter("freshet_gaps_total", [("cause", cause)]).increment()
+    }
+
+    func listenConnected(_ connected: Bool) {
+        listenConnectedGauge.record(connected ? 1 : 0)
+    }
+
+    public func commandsCompleted(action: String, ok: Int, failed: Int) {
+        if ok > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "ok")]).increment(by: ok) }
+        if failed > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "error")]).increment(by: failed) }
+    }
+
     public func pendingChanged(_ pending: Int) {
-        Gauge(label: "freshet_redis_pending").record(pending)
+        self.pending.record(pending)
     }
 
     public func connectionChanged(connected: Bool) {
-        Gauge(label: "freshet_redis_connected").record(connected ? 1 : 0)
+        redisConnected.record(connected ? 1 : 0)
     }
 
     public func keysFlushed(_ count: Int) {
-        Counter(label: "freshet_keys_flushed_total").increment(by: count)
+        keysFlushedCounter.increment(by: count)
     }
 
     /// Trigger time → Redis acknowledged.
     func changeLag(at: String) {
-        guard let then = Timestamp.secondsSinceEpoch(at) else { return }
+        guard let then = lastAt.seconds(at) else { return }
         let lag = max(0, Date().timeIntervalSince1970 - then)
-        Timer(label: "freshet_change_lag_seconds").recordNanoseconds(Int64(lag * 1e9))
+        self.lag.recordNanoseconds(Int64(lag * 1e9))
     }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 /// Parses the ISO 8601 timestamps the trigger sends (`2026-11-25T12:04:47.538506+00:00`), for lag metrics.
 public enum Timestamp {
     /// Seconds since the Unix epoch, or `nil` when the text is not such a timestamp.
@@ -49,5 +50,21 @@ public enum Timestamp {
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         let days = era * 146_097 + doe - 719_468
         return Double(days * 86_400 + hour * 3600 + minute * 60 + second - offset) + fraction
+    }
+}
+
+/// Remembers the last timestamp parsed: the changes of one statement share their `at`, so a lag metric parses it
+/// once per statement instead of once per change.
+public final class TimestampCache: Sendable {
+    private let last = Mutex<(text: String, seconds: Double?)?>(nil)
+
+    public init() {}
+
+    /// `Timestamp.secondsSinceEpoch(text)`, from the cache when `text` is the last one asked for.
+    public func seconds(_ text: String) -> Double? {
+        if let hit = last.withLock({ $0 }), hit.text == text { return hit.seconds }
+        let seconds = Timestamp.secondsSinceEpoch(text)
+        last.withLock { $0 = (text, seconds) }
+        return seconds
     }
 }

@@ -20,6 +20,7 @@ public final class EventHub: Service, Sendable {
     private let heartbeat: Double
     private let logger: Logger
     private let state: Mutex<State>
+    private let metrics = HubMetrics()
 
     struct Stored {
         var sequence: UInt64
@@ -41,19 +42,80 @@ public final class EventHub: Service, Sendable {
         var tableShapes: [String: [TopicPattern]] = [:]
     }
 
+    /// One subscriber: what it asked for, and its mailbox of bytes not yet taken by its connection's writer.
+    ///
+    /// Events published while the writer is busy are appended to one buffer, so a writer that wakes up takes
+    /// everything waiting in one write: under load a subscriber costs one wake-up and one socket write per batch,
+    /// not per event.
     final class Subscriber: Sendable {
         let request: SubscriptionRequest
-        let continuation: AsyncStream<ByteBuffer>.Continuation
-        /// Bytes handed to the stream and not yet written to the socket.
+        /// Bytes handed to the mailbox and not yet written to the socket.
         let queued = Atomic<Int>(0)
         /// Called when the hub drops this subscriber, to close its connection (a write may be stuck).
         let dropHandler = Mutex<(@Sendable () -> Void)?>(nil)
-        /// Set when the subscriber is dropped: the resync to write instead of everything still queued.
-        let dropResync = Mutex<ByteBuffer?>(nil)
+        let mailbox = Mutex(Mailbox())
+        /// Removes the subscriber from the hub; called once, when the stream finishes.
+        let onFinish = Mutex<(@Sendable () -> Void)?>(nil)
 
-        init(request: SubscriptionRequest, continuation: AsyncStream<ByteBuffer>.Continuation) {
+        struct Mailbox {
+            var pending: ByteBuffer?
+            var waiter: CheckedContinuation<ByteBuffer?, Never>?
+            var finished = false
+        }
+
+        init(request: SubscriptionRequest) {
             self.request = request
-            self.continuation = continuation
+        }
+
+        /// Appends bytes for the writer (ignored once finished).
+        func deliver(_ buffer: ByteBuffer) {
+            let waiter: CheckedContinuation<ByteBuffer?, Never>? = mailbox.withLock { box in
+                guard !box.finished else { return nil }
+                if let waiter = box.waiter {
+                    box.waiter = nil
+                    return waiter
+                }
+                if box.pending == nil {
+                    box.pending = buffer
+                } else {
+                    box.pending!.writeImmutableBuffer(buffer)
+                }
+                return nil
+            }
+            waiter?.resume(returning: buffer)
+        }
+
+        /// Ends the stream after what is pending; with `replacing`, that is all the writer gets (a dropped
+        /// subscriber's resync instead of its backlog).
+        func finish(replacing last: ByteBuffer? = nil) {
+            let (waiter, pending, first): (CheckedContinuation<ByteBuffer?, Never>?, ByteBuffer?, Bool) = mailbox.withLock { box in
+                let first = !box.finished
+                box.finished = true
+                if let last { box.pending = last }
+                let waiter = box.waiter
+                box.waiter = nil
+                let pending = waiter == nil ? nil : box.pending
+                if waiter != nil { box.pending = nil }
+                return (waiter, pending, first)
+            }
+            waiter?.resume(returning: pending)
+            if first, let onFinish = onFinish.withLock({ $0 }) { onFinish() }
+        }
+
+        /// Everything waiting, or suspends until something arrives; nil once finished and drained.
+        func next() async -> ByteBuffer? {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ByteBuffer?, Never>) in
+                let ready: ByteBuffer?? = mailbox.withLock { box in
+                    if let pending = box.pending {
+                        box.pending = nil
+                        return .some(pending)
+                    }
+                    if box.finished { return .some(nil) }
+                    box.waiter = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
         }
     }
 
@@ -105,11 +167,11 @@ public final class EventHub: Service, Sendable {
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
                 if send(buffer, to: subscriber) { sent += 1 } else { slow.append(id) }
             }
-            if sent > 0 { HubMetrics.eventsSent.increment(by: sent) }
+            if sent > 0 { metrics.eventsSent.increment(by: sent) }
             return slow.compactMap { detach($0, state: &state) }
         }
-        if let then = Timestamp.secondsSinceEpoch(event.at) {
-            HubMetrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
+        if let then = metrics.lastAt.seconds(event.at) {
+            metrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
         }
         finishDropped(dropped)
     }
@@ -133,7 +195,7 @@ public final class EventHub: Service, Sendable {
     /// Hands bytes to a subscriber whatever its buffer holds (replay, resync: bounded by the ring).
     private func enqueue(_ buffer: ByteBuffer, to subscriber: Subscriber) {
         subscriber.queued.add(buffer.readableBytes, ordering: .relaxed)
-        subscriber.continuation.yield(buffer)
+        subscriber.deliver(buffer)
     }
 
     /// Hands bytes to a subscriber unless its buffer is full; false when it must be dropped.
@@ -141,7 +203,7 @@ public final class EventHub: Service, Sendable {
         let size = buffer.readableBytes
         let queued = subscriber.queued.add(size, ordering: .relaxed).newValue
         if queued > clientBuffer { return false }
-        subscriber.continuation.yield(buffer)
+        subscriber.deliver(buffer)
         return true
     }
 
@@ -149,17 +211,16 @@ public final class EventHub: Service, Sendable {
     /// (finishing a stream runs its termination handler, which takes the lock).
     private func detach(_ id: UInt64, state: inout State) -> Subscriber? {
         guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
-        HubMetrics.subscribers.record(state.subscribers.count)
+        metrics.subscribers.record(state.subscribers.count)
         state.droppedSlow += 1
-        let resync = resyncBytes(sequence: state.sequence, reason: "too slow: buffer of \(clientBuffer) bytes full")
-        subscriber.dropResync.withLock { $0 = resync }
         return subscriber
     }
 
     private func finishDropped(_ dropped: [Subscriber]) {
-        if !dropped.isEmpty { HubMetrics.dropped(reason: "slow").increment(by: dropped.count) }
+        if !dropped.isEmpty { metrics.droppedSlow.increment(by: dropped.count) }
+        let resync = dropped.isEmpty ? nil : resyncBytes(sequence: state.withLock { $0.sequence }, reason: "too slow: buffer of \(clientBuffer) bytes full")
         for subscriber in dropped {
-            subscriber.continuation.finish()
+            subscriber.finish(replacing: resync)
             subscriber.dropHandler.withLock { $0 }?()
             logger.warning("dropped an SSE subscriber that fell behind", metadata: ["client_buffer": "\(clientBuffer)"])
         }
@@ -168,8 +229,7 @@ public final class EventHub: Service, Sendable {
     /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
     /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
     public func subscribe(_ request: SubscriptionRequest) -> HubStream {
-        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .unbounded)
-        let subscriber = Subscriber(request: request, continuation: continuation)
+        let subscriber = Subscriber(request: request)
         let id: UInt64? = state.withLock { state in
             guard !state.closed else { return nil }
             enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber)
@@ -190,19 +250,21 @@ public final class EventHub: Service, Sendable {
             let id = state.nextSubscriberID
             state.nextSubscriberID += 1
             state.subscribers[id] = subscriber
-            HubMetrics.subscribers.record(state.subscribers.count)
+            metrics.subscribers.record(state.subscribers.count)
             return id
         }
         if let id {
-            continuation.onTermination = { [weak self] _ in
-                self?.state.withLock { state in
-                    if state.subscribers.removeValue(forKey: id) != nil { HubMetrics.subscribers.record(state.subscribers.count) }
+            subscriber.onFinish.withLock {
+                $0 = { [weak self] in
+                    self?.state.withLock { state in
+                        if state.subscribers.removeValue(forKey: id) != nil { self?.metrics.subscribers.record(state.subscribers.count) }
+                    }
                 }
             }
         } else {
-            continuation.finish()
+            subscriber.finish()
         }
-        return HubStream(stream: stream, subscriber: subscriber)
+        return HubStream(subscriber: subscriber)
     }
 
     public func run() async throws {
@@ -228,20 +290,25 @@ public final class EventHub: Service, Sendable {
             state.closed = true
             let all = Array(state.subscribers.values)
             state.subscribers.removeAll()
-            HubMetrics.subscribers.record(0)
+            metrics.subscribers.record(0)
             return all
         }
-        for subscriber in subscribers { subscriber.continuation.finish() }
+        for subscriber in subscribers { subscriber.finish() }
     }
 }
 
-/// One subscriber's stream of SSE bytes. Call `written(_:)` after each buffer reached the socket.
+/// One subscriber's stream of SSE bytes: each element is everything that was waiting, to be written at once.
+/// Call `written(_:)` after each buffer reached the socket.
 public struct HubStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
-    let stream: AsyncStream<ByteBuffer>
     let subscriber: EventHub.Subscriber
 
-    public func makeAsyncIterator() -> AsyncStream<ByteBuffer>.AsyncIterator { stream.makeAsyncIterator() }
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscriber: EventHub.Subscriber
+        public mutating func next() async -> ByteBuffer? { await subscriber.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscriber: subscriber) }
 
     /// Releases `buffer`'s bytes from the subscriber's budget.
     public func written(_ buffer: ByteBuffer) {
@@ -253,17 +320,9 @@ public struct HubStream: AsyncSequence, Sendable {
         subscriber.dropHandler.withLock { $0 = handler }
     }
 
-    /// For a subscriber dropped for falling behind: the resync to write now, skipping what is still queued.
-    public func takeDropResync() -> ByteBuffer? {
-        subscriber.dropResync.withLock { value in
-            defer { value = nil }
-            return value
-        }
-    }
-
     /// Ends the stream and releases the subscriber (the client went away).
     public func cancel() {
-        subscriber.continuation.finish()
+        subscriber.finish()
     }
 }
 
@@ -276,13 +335,14 @@ func clock_gettime_ms() -> Int {
     return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
 
-/// The hub's metrics (swift-metrics; the executable bootstraps Prometheus).
-enum HubMetrics {
-    static var subscribers: Gauge { Gauge(label: "freshet_sse_subscribers") }
-    static var eventsSent: Counter { Counter(label: "freshet_sse_events_sent_total") }
+/// The hub's metrics (swift-metrics; the executable bootstraps Prometheus). Handles are made once per hub, so the
+/// per-event path does no registry lookup.
+struct HubMetrics: Sendable {
+    let subscribers = Gauge(label: "freshet_sse_subscribers")
+    let eventsSent = Counter(label: "freshet_sse_events_sent_total")
     /// Trigger time → handed to the subscribers' streams.
-    static var lag: Metrics.Timer { Metrics.Timer(label: "freshet_sse_lag_seconds") }
-    static func dropped(reason: String) -> Counter {
-        Counter(label: "freshet_sse_subscribers_dropped_total", dimensions: [("reason", reason)])
-    }
+    let lag = Metrics.Timer(label: "freshet_sse_lag_seconds")
+    let droppedSlow = Counter(label: "freshet_sse_subscribers_dropped_total", dimensions: [("reason", "slow")])
+    /// The last `at` parsed: a statement's changes share it.
+    let lastAt = TimestampCache()
 }

@@ -108,15 +108,11 @@ public enum Routes {
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
             headers.append(contentsOf: corsHeaders)
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                // Each buffer is everything that was waiting; a dropped subscriber's last one is its resync alone.
                 for await buffer in stream {
-                    if let resync = stream.takeDropResync() {  // dropped: skip the backlog, say resync, end
-                        try await writer.write(resync)
-                        break
-                    }
                     try await writer.write(buffer)
                     stream.written(buffer)
                 }
-                if let resync = stream.takeDropResync() { try await writer.write(resync) }
                 try await writer.finish(nil)
             })
         }
