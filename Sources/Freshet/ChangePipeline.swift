@@ -50,6 +50,15 @@ final class ChangePipeline: Service {
             return
         }
         let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
+        // High priority: invalidation must not queue behind the SSE writers on the cooperative pool. The loop ends
+        // when the listener's events end.
+        await Task(priority: .high) { await self.consume(catalog: catalog, processor: processor) }.value
+        queries.close()
+        // The listener stops first; end only when the group asks this service to, or it counts as a failure.
+        try? await gracefulShutdown()
+    }
+
+    private func consume(catalog: TableCatalog, processor: ChangeProcessor) async {
         for await event in listener.events {
             switch event {
             case .connected(_, let reconnected):
@@ -73,9 +82,6 @@ final class ChangePipeline: Service {
                 if !plans.isEmpty { await writer.submit(plans.map { RedisJob(operations: $0.operations, event: $0.event) }) }
             }
         }
-        queries.close()
-        // The listener stops first; end only when the group asks this service to, or it counts as a failure.
-        try? await gracefulShutdown()
     }
 
     /// The gap causes whose repair the pipeline submits (the writer repairs `redis_*` gaps itself).
@@ -146,6 +152,12 @@ final class EventPublisher: Service {
     }
 
     func run() async throws {
+        // High priority, like the pipeline: publishing hands bytes to the subscribers, it must not wait behind them.
+        await Task(priority: .high) { await self.publishAll() }.value
+        try? await gracefulShutdown()
+    }
+
+    private func publishAll() async {
         for await completion in writer.completions {
             if let cause = completion.job.repairCause {
                 hub.publishResync(reason: "gap: \(cause)")
@@ -162,6 +174,5 @@ final class EventPublisher: Service {
             hub.publish(event)
             onEvent(event)
         }
-        try? await gracefulShutdown()
     }
 }

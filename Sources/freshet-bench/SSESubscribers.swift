@@ -95,16 +95,24 @@ final class SSEClientHandler: ChannelInboundHandler {
             if head.status == .ok { owner.connected.add(1, ordering: .relaxed) } else { owner.failures.add(1, ordering: .relaxed) }
         case .body(let buffer):
             let now = monotonicNanos()
+            // Scan for line ends in the buffer itself; only a partial last line is copied (and carried over).
+            var carry = line
+            line = []
             buffer.withUnsafeReadableBytes { bytes in
-                for byte in bytes {
-                    if byte == UInt8(ascii: "\n") {
-                        handleLine(now)
-                        line.removeAll(keepingCapacity: true)
+                var start = 0
+                for i in 0..<bytes.count where bytes[i] == UInt8(ascii: "\n") {
+                    if carry.isEmpty {
+                        handleLine(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), now)
                     } else {
-                        line.append(byte)
+                        carry.append(contentsOf: bytes[start..<i])
+                        carry.withUnsafeBytes { handleLine($0, now) }
+                        carry.removeAll()
                     }
+                    start = i + 1
                 }
+                carry.append(contentsOf: bytes[start...])
             }
+            line = carry
         case .end:
             break
         }
@@ -113,12 +121,12 @@ final class SSEClientHandler: ChannelInboundHandler {
     private static let seqMarker = Array("\"seq\":".utf8)
     private static let resyncLine = Array("event: resync".utf8)
 
-    private func handleLine(_ now: UInt64) {
+    private func handleLine(_ line: UnsafeRawBufferPointer, _ now: UInt64) {
         if line.starts(with: Self.resyncLine) {
             owner.resyncs.add(1, ordering: .relaxed)
             return
         }
-        guard line.starts(with: "data:".utf8), let range = firstRange(of: Self.seqMarker) else { return }
+        guard line.starts(with: "data:".utf8), let range = Self.firstRange(of: Self.seqMarker, in: line) else { return }
         var value = 0
         var i = range
         while i < line.count, line[i] >= UInt8(ascii: "0"), line[i] <= UInt8(ascii: "9") {
@@ -129,8 +137,8 @@ final class SSEClientHandler: ChannelInboundHandler {
         owner.events.add(1, ordering: .relaxed)
     }
 
-    /// The index just past the first occurrence of `marker` in the current line.
-    private func firstRange(of marker: [UInt8]) -> Int? {
+    /// The index just past the first occurrence of `marker` in `line`.
+    private static func firstRange(of marker: [UInt8], in line: UnsafeRawBufferPointer) -> Int? {
         guard line.count >= marker.count else { return nil }
         var i = 0
         while i <= line.count - marker.count {
