@@ -133,10 +133,10 @@ public enum TriggerSQL {
           head jsonb;
           prefix text;
           room integer;
-          buffer text := '';
+          items text[];
           item text;
+          buffer text := '';
           overflow boolean := false;
-          r record;
         BEGIN
           head := jsonb_build_object('v', 1, 'op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                                      'at', clock_timestamp());
@@ -151,25 +151,39 @@ public enum TriggerSQL {
             END IF;
             prefix := left(head::text, -1) || ', "rows": [';
             room := \(payloadLimit) - octet_length(prefix) - 2;
-            FOR r IN EXECUTE CASE TG_OP
-                WHEN 'INSERT' THEN 'SELECT NULL::jsonb AS o, to_jsonb(n) AS n FROM freshet_new n'
-                WHEN 'DELETE' THEN 'SELECT to_jsonb(o) AS o, NULL::jsonb AS n FROM freshet_old o'
-                ELSE 'SELECT o.j AS o, n.j AS n
-                      FROM (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_old t) o
-                      JOIN (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_new t) n USING (i)
-                      WHERE (o.j - $1) IS DISTINCT FROM (n.j - $1)'
-              END USING ignored
-            LOOP
-              item := jsonb_build_object('old', r.o - dropped, 'new', r.n - dropped)::text;
+            -- Each row as {"old":…,"new":…}; cut to the minimal columns (partial) when it alone would not fit.
+            -- Static SQL, so that its plan is cached for the session.
+            IF TG_OP = 'INSERT' THEN
+              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object('old', NULL,
+                       'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.n) e WHERE e.key = ANY (minimal)),
+                       'partial', true)::text END)
+              INTO items
+              FROM (SELECT n.j AS n, jsonb_build_object('old', NULL, 'new', n.j - dropped)::text AS item
+                    FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n) x;
+            ELSIF TG_OP = 'DELETE' THEN
+              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
+                       'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.o) e WHERE e.key = ANY (minimal)),
+                       'new', NULL, 'partial', true)::text END)
+              INTO items
+              FROM (SELECT o.j AS o, jsonb_build_object('old', o.j - dropped, 'new', NULL)::text AS item
+                    FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o) x;
+            ELSE
+              -- Old and new rows pair up by position: PostgreSQL fills both transition tables in the same order.
+              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
+                       'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.o) e WHERE e.key = ANY (minimal)),
+                       'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.n) e WHERE e.key = ANY (minimal)),
+                       'partial', true)::text END)
+              INTO items
+              FROM (SELECT o.j AS o, n.j AS n, jsonb_build_object('old', o.j - dropped, 'new', n.j - dropped)::text AS item
+                    FROM (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_old t) o
+                    JOIN (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_new t) n USING (i)
+                    WHERE (o.j - ignored) IS DISTINCT FROM (n.j - ignored)) x;
+            END IF;
+            -- Pack the rows into as few notifications as fit.
+            FOREACH item IN ARRAY coalesce(items, '{}') LOOP
               IF octet_length(item) > room THEN
-                item := jsonb_build_object(
-                  'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r.o) e WHERE e.key = ANY (minimal)),
-                  'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r.n) e WHERE e.key = ANY (minimal)),
-                  'partial', true)::text;
-                IF octet_length(item) > room THEN
-                  overflow := true;
-                  CONTINUE;
-                END IF;
+                overflow := true;
+                CONTINUE;
               END IF;
               IF buffer <> '' AND octet_length(buffer) + 1 + octet_length(item) > room THEN
                 PERFORM pg_notify(channel, prefix || buffer || ']}');

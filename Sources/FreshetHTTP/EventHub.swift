@@ -42,83 +42,6 @@ public final class EventHub: Service, Sendable {
         var tableShapes: [String: [TopicPattern]] = [:]
     }
 
-    /// One subscriber: what it asked for, and its mailbox of bytes not yet taken by its connection's writer.
-    ///
-    /// Events published while the writer is busy are appended to one buffer, so a writer that wakes up takes
-    /// everything waiting in one write: under load a subscriber costs one wake-up and one socket write per batch,
-    /// not per event.
-    final class Subscriber: Sendable {
-        let request: SubscriptionRequest
-        /// Bytes handed to the mailbox and not yet written to the socket.
-        let queued = Atomic<Int>(0)
-        /// Called when the hub drops this subscriber, to close its connection (a write may be stuck).
-        let dropHandler = Mutex<(@Sendable () -> Void)?>(nil)
-        let mailbox = Mutex(Mailbox())
-        /// Removes the subscriber from the hub; called once, when the stream finishes.
-        let onFinish = Mutex<(@Sendable () -> Void)?>(nil)
-
-        struct Mailbox {
-            var pending: ByteBuffer?
-            var waiter: CheckedContinuation<ByteBuffer?, Never>?
-            var finished = false
-        }
-
-        init(request: SubscriptionRequest) {
-            self.request = request
-        }
-
-        /// Appends bytes for the writer (ignored once finished).
-        func deliver(_ buffer: ByteBuffer) {
-            let waiter: CheckedContinuation<ByteBuffer?, Never>? = mailbox.withLock { box in
-                guard !box.finished else { return nil }
-                if let waiter = box.waiter {
-                    box.waiter = nil
-                    return waiter
-                }
-                if box.pending == nil {
-                    box.pending = buffer
-                } else {
-                    box.pending!.writeImmutableBuffer(buffer)
-                }
-                return nil
-            }
-            waiter?.resume(returning: buffer)
-        }
-
-        /// Ends the stream after what is pending; with `replacing`, that is all the writer gets (a dropped
-        /// subscriber's resync instead of its backlog).
-        func finish(replacing last: ByteBuffer? = nil) {
-            let (waiter, pending, first): (CheckedContinuation<ByteBuffer?, Never>?, ByteBuffer?, Bool) = mailbox.withLock { box in
-                let first = !box.finished
-                box.finished = true
-                if let last { box.pending = last }
-                let waiter = box.waiter
-                box.waiter = nil
-                let pending = waiter == nil ? nil : box.pending
-                if waiter != nil { box.pending = nil }
-                return (waiter, pending, first)
-            }
-            waiter?.resume(returning: pending)
-            if first, let onFinish = onFinish.withLock({ $0 }) { onFinish() }
-        }
-
-        /// Everything waiting, or suspends until something arrives; nil once finished and drained.
-        func next() async -> ByteBuffer? {
-            await withCheckedContinuation { (continuation: CheckedContinuation<ByteBuffer?, Never>) in
-                let ready: ByteBuffer?? = mailbox.withLock { box in
-                    if let pending = box.pending {
-                        box.pending = nil
-                        return .some(pending)
-                    }
-                    if box.finished { return .some(nil) }
-                    box.waiter = continuation
-                    return .none
-                }
-                if let ready { continuation.resume(returning: ready) }
-            }
-        }
-    }
-
     public init(
         replay: Int, clientBuffer: Int, heartbeat: Double, epoch: UInt64? = nil, logger: Logger
     ) {
@@ -147,7 +70,8 @@ public final class EventHub: Service, Sendable {
 
     /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
     public func publish(_ event: ChangeEvent) {
-        let dropped: [Subscriber] = state.withLock { state in
+        var direct = DirectWrites()
+        let (dropped, buffer): ([Subscriber], ByteBuffer) = state.withLock { state in
             let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
             state.sequence += 1
             let id = EventID(epoch: epoch, sequence: state.sequence)
@@ -165,11 +89,12 @@ public final class EventHub: Service, Sendable {
             var slow: [UInt64] = []
             var sent = 0
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
-                if send(buffer, to: subscriber) { sent += 1 } else { slow.append(id) }
+                if send(buffer, to: subscriber, budget: clientBuffer, direct: &direct) { sent += 1 } else { slow.append(id) }
             }
             if sent > 0 { metrics.eventsSent.increment(by: sent) }
-            return slow.compactMap { detach($0, state: &state) }
+            return (slow.compactMap { detach($0, state: &state) }, buffer)
         }
+        direct.write(buffer)
         if let then = metrics.lastAt.seconds(event.at) {
             metrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
         }
@@ -178,11 +103,20 @@ public final class EventHub: Service, Sendable {
 
     /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too.
     public func publishResync(reason: String) {
-        state.withLock { state in
+        var direct = DirectWrites()
+        let bytes = state.withLock { state in
             state.gapSequence = state.sequence
             let bytes = resyncBytes(sequence: state.sequence, reason: reason)
-            for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber) }
+            for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber, direct: &direct) }
+            return bytes
         }
+        direct.write(bytes)
+    }
+
+    /// Drops a subscriber whose direct writer found its client's unsent bytes over the budget.
+    func dropSlow(_ id: UInt64) {
+        let subscriber = state.withLock { detach(id, state: &$0) }
+        finishDropped(subscriber.map { [$0] } ?? [])
     }
 
     private func resyncBytes(sequence: UInt64, reason: String) -> ByteBuffer {
@@ -193,18 +127,20 @@ public final class EventHub: Service, Sendable {
     }
 
     /// Hands bytes to a subscriber whatever its buffer holds (replay, resync: bounded by the ring).
-    private func enqueue(_ buffer: ByteBuffer, to subscriber: Subscriber) {
-        subscriber.queued.add(buffer.readableBytes, ordering: .relaxed)
-        subscriber.deliver(buffer)
+    private func enqueue(_ buffer: ByteBuffer, to subscriber: Subscriber, direct: inout DirectWrites) {
+        _ = send(buffer, to: subscriber, budget: nil, direct: &direct)
     }
 
-    /// Hands bytes to a subscriber unless its buffer is full; false when it must be dropped.
-    private func send(_ buffer: ByteBuffer, to subscriber: Subscriber) -> Bool {
-        let size = buffer.readableBytes
-        let queued = subscriber.queued.add(size, ordering: .relaxed).newValue
-        if queued > clientBuffer { return false }
-        subscriber.deliver(buffer)
-        return true
+    /// Hands bytes to a subscriber: to its mailbox, or to the direct writes of this publish. False when its
+    /// mailbox is over `budget` and it must be dropped (a direct writer checks its budget on its event loop).
+    private func send(_ buffer: ByteBuffer, to subscriber: Subscriber, budget: Int?, direct: inout DirectWrites) -> Bool {
+        switch subscriber.deliver(buffer, budget: budget) {
+        case .queued, .finished: return true
+        case .direct(let handler):
+            direct.add(handler)
+            return true
+        case .overBudget: return false
+        }
     }
 
     /// Removes a subscriber that fell behind and queues its resync; the caller finishes it outside the lock
@@ -230,9 +166,10 @@ public final class EventHub: Service, Sendable {
     /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
     public func subscribe(_ request: SubscriptionRequest) -> HubStream {
         let subscriber = Subscriber(request: request)
+        var direct = DirectWrites()  // stays empty: a new subscriber is not attached to its connection yet
         let id: UInt64? = state.withLock { state in
             guard !state.closed else { return nil }
-            enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber)
+            enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber, direct: &direct)
             if let text = request.lastEventID {
                 let lastSeen = EventID(parsing: text)
                 let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1
@@ -240,11 +177,11 @@ public final class EventHub: Service, Sendable {
                    lastSeen.sequence + 1 >= oldest, lastSeen.sequence >= state.gapSequence {
                     for stored in state.ring[state.ringStart...] where stored.sequence > lastSeen.sequence
                         && request.wants(topics: stored.topics, wholeTableShapes: stored.wholeTableShapes) {
-                        enqueue(stored.bytes, to: subscriber)
+                        enqueue(stored.bytes, to: subscriber, direct: &direct)
                     }
                 } else {
                     let reason = lastSeen == nil ? "unknown event id" : (lastSeen!.epoch != epoch ? "Freshet restarted" : "events missed")
-                    enqueue(resyncBytes(sequence: state.sequence, reason: reason), to: subscriber)
+                    enqueue(resyncBytes(sequence: state.sequence, reason: reason), to: subscriber, direct: &direct)
                 }
             }
             let id = state.nextSubscriberID
@@ -254,6 +191,7 @@ public final class EventHub: Service, Sendable {
             return id
         }
         if let id {
+            subscriber.onSlow.withLock { $0 = { [weak self] in self?.dropSlow(id) } }
             subscriber.onFinish.withLock {
                 $0 = { [weak self] in
                     self?.state.withLock { state in
@@ -264,7 +202,7 @@ public final class EventHub: Service, Sendable {
         } else {
             subscriber.finish()
         }
-        return HubStream(subscriber: subscriber)
+        return HubStream(subscriber: subscriber, budget: clientBuffer)
     }
 
     public func run() async throws {
@@ -273,11 +211,15 @@ public final class EventHub: Service, Sendable {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(self.heartbeat))
+                var direct = DirectWrites()
                 let dropped: [Subscriber] = self.state.withLock { state in
                     var slow: [UInt64] = []
-                    for (id, subscriber) in state.subscribers where !self.send(beat, to: subscriber) { slow.append(id) }
+                    for (id, subscriber) in state.subscribers where !self.send(beat, to: subscriber, budget: self.clientBuffer, direct: &direct) {
+                        slow.append(id)
+                    }
                     return slow.compactMap { self.detach($0, state: &state) }
                 }
+                direct.write(beat)
                 self.finishDropped(dropped)
             }
         }
@@ -297,11 +239,16 @@ public final class EventHub: Service, Sendable {
     }
 }
 
-/// One subscriber's stream of SSE bytes: each element is everything that was waiting, to be written at once.
-/// Call `written(_:)` after each buffer reached the socket.
+/// One subscriber's stream of SSE bytes.
+///
+/// `/events` attaches it to its connection (`attach(to:)`), and the bytes are then written straight from the hub on
+/// the connection's event loop; the response only waits for the end (`waitUntilFinished`). Without the handler in the
+/// pipeline it is an `AsyncSequence` instead: each element is everything that was waiting, to be written at once;
+/// call `written(_:)` after each buffer reached the socket.
 public struct HubStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     let subscriber: EventHub.Subscriber
+    let budget: Int
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let subscriber: EventHub.Subscriber
@@ -309,6 +256,24 @@ public struct HubStream: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscriber: subscriber) }
+
+    /// Hands the stream to the connection's `EventStreamHandler`; false when the pipeline has none.
+    public func attach(to channel: any Channel) async -> Bool {
+        guard let handler = try? await channel.pipeline.handler(type: EventStreamHandler.self).get() else { return false }
+        let subscriber = self.subscriber
+        let budget = self.budget
+        do {
+            try await channel.eventLoop.submit { handler.attach(subscriber, budget: budget) }.get()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Returns when the stream has ended (the client went, the hub closed, or the subscriber was dropped).
+    public func waitUntilFinished() async {
+        await subscriber.waitUntilFinished()
+    }
 
     /// Releases `buffer`'s bytes from the subscriber's budget.
     public func written(_ buffer: ByteBuffer) {

@@ -101,6 +101,8 @@ public enum Routes {
                 channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
             }
             channel.closeFuture.whenComplete { _ in stream.cancel() }  // released as soon as the client goes
+            // Events are written from the hub on the connection's event loop; the response only waits for the end.
+            let direct = await stream.attach(to: channel)
 
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream; charset=utf-8"
@@ -108,19 +110,23 @@ public enum Routes {
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
             headers.append(contentsOf: corsHeaders)
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                // Each buffer is everything that was waiting; a dropped subscriber's last one is its resync alone.
-                for await buffer in stream {
-                    try await writer.write(buffer)
-                    stream.written(buffer)
+                if direct {
+                    await stream.waitUntilFinished()
+                } else {
+                    // Each buffer is everything that was waiting; a dropped subscriber's last one is its resync alone.
+                    for await buffer in stream {
+                        try await writer.write(buffer)
+                        stream.written(buffer)
+                    }
                 }
                 try await writer.finish(nil)
             })
         }
     }
 
-    /// The HTTP/1 server with Freshet's channel handlers (see `StreamCloseHandler`).
+    /// The HTTP/1 server with Freshet's channel handlers (see `EventStreamHandler`).
     public static var server: HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [StreamCloseHandler()]))
+        .http1(configuration: .init(additionalChannelHandlers: [EventStreamHandler()]))
     }
 
     /// `GET /metrics`: Prometheus text format.

@@ -1,0 +1,129 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+
+/// Writes an SSE subscriber's events straight onto its connection, on the connection's event loop, and closes a
+/// connection whose client went away while it was receiving an event stream.
+///
+/// The hub groups the subscribers of one event publish by event loop and runs one task per loop that writes the same
+/// shared bytes to each of them: no Swift task wakes up per subscriber per event. `/events` attaches the subscriber
+/// before it returns its response; once the response head has passed this handler, everything waiting in the
+/// subscriber's mailbox (the `retry:` hint, the replay) is written, then each event as it is published. A subscriber
+/// whose unsent bytes exceed its budget (`http.client_buffer`) is dropped: it gets its `resync` and is closed.
+///
+/// Hummingbird allows half-closure, so a browser that closes its tab only half-closes the connection, and a stream
+/// would notice only at its next write. This handler watches for `inputClosed` while a `text/event-stream` response is
+/// in flight and closes the channel at once; `/events` then releases the subscriber.
+final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// The connection's event loop; set when the handler is added, before any subscriber is attached.
+    nonisolated(unsafe) private(set) var eventLoop: (any EventLoop)?
+    // Everything below is touched on the event loop only.
+    private var context: ChannelHandlerContext?
+    private var streaming = false
+    private var subscriber: EventHub.Subscriber?
+    private var budget = Int.max
+    private var active = false
+    private var dropped = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        eventLoop = context.eventLoop
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        active = false
+    }
+
+    /// Attaches the subscriber whose stream the next `text/event-stream` response carries. On the event loop.
+    func attach(_ subscriber: EventHub.Subscriber, budget: Int) {
+        self.subscriber = subscriber
+        self.budget = budget
+        dropped = false
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            streaming = head.headerFields[.contentType]?.hasPrefix("text/event-stream") ?? false
+            context.write(data, promise: promise)
+            if streaming, let subscriber {
+                active = true
+                if let pending = subscriber.activate(self) { writeBody(pending) }
+            }
+            return
+        case .end:
+            streaming = false
+            active = false
+            subscriber = nil
+        case .body:
+            break
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Writes one event (shared bytes) unless the client's unsent bytes would pass the budget; then drops it.
+    /// On the event loop.
+    func writeEvent(_ buffer: ByteBuffer) {
+        guard active, !dropped, let context else { return }
+        let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+        if buffered + buffer.readableBytes > budget {
+            dropped = true
+            subscriber?.slow()
+            return
+        }
+        writeBody(buffer)
+    }
+
+    /// Writes the last bytes of the stream (a dropped subscriber's resync), from any thread.
+    func writeFinal(_ buffer: ByteBuffer) {
+        guard let eventLoop else { return }
+        if eventLoop.inEventLoop {
+            if active { writeBody(buffer) }
+        } else {
+            eventLoop.execute { if self.active { self.writeBody(buffer) } }
+        }
+    }
+
+    private func writeBody(_ buffer: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(.body(buffer)), promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed, streaming {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+// Confined to its channel's event loop; the hub only calls `writeEvent` and `writeFinal` through that loop.
+extension EventStreamHandler: @unchecked Sendable {}
+
+/// The subscribers of one publish that are written directly, grouped by event loop: one task per loop.
+struct DirectWrites {
+    private var groups: [ObjectIdentifier: (loop: any EventLoop, handlers: [EventStreamHandler])] = [:]
+
+    var isEmpty: Bool { groups.isEmpty }
+
+    mutating func add(_ handler: EventStreamHandler) {
+        guard let loop = handler.eventLoop else { return }
+        groups[ObjectIdentifier(loop), default: (loop, [])].handlers.append(handler)
+    }
+
+    /// Schedules the writes: one event-loop task per loop, each writing the same bytes to its subscribers.
+    func write(_ buffer: ByteBuffer) {
+        for (_, group) in groups {
+            let handlers = group.handlers
+            group.loop.execute {
+                for handler in handlers { handler.writeEvent(buffer) }
+            }
+        }
+    }
+}
