@@ -21,6 +21,7 @@ public final class EventHub: Service, Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let metrics = HubMetrics()
+    private let writeQueues = LoopWriteQueues()
 
     struct Stored {
         var sequence: UInt64
@@ -94,7 +95,7 @@ public final class EventHub: Service, Sendable {
             if sent > 0 { metrics.eventsSent.increment(by: sent) }
             return (slow.compactMap { detach($0, state: &state) }, buffer)
         }
-        direct.write(buffer)
+        direct.write(buffer, queues: writeQueues)
         if let then = metrics.lastAt.seconds(event.at) {
             metrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
         }
@@ -110,7 +111,7 @@ public final class EventHub: Service, Sendable {
             for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber, direct: &direct) }
             return bytes
         }
-        direct.write(bytes)
+        direct.write(bytes, queues: writeQueues)
     }
 
     /// Drops a subscriber whose direct writer found its client's unsent bytes over the budget.
@@ -219,7 +220,7 @@ public final class EventHub: Service, Sendable {
                     }
                     return slow.compactMap { self.detach($0, state: &state) }
                 }
-                direct.write(beat)
+                direct.write(beat, queues: self.writeQueues)
                 self.finishDropped(dropped)
             }
         }

@@ -1,6 +1,7 @@
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import Synchronization
 
 /// Writes an SSE subscriber's events straight onto its connection, on the connection's event loop, and closes a
 /// connection whose client went away while it was receiving an event stream.
@@ -67,17 +68,23 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
     }
 
-    /// Writes one event (shared bytes) unless the client's unsent bytes would pass the budget; then drops it.
-    /// On the event loop.
-    func writeEvent(_ buffer: ByteBuffer) {
-        guard active, !dropped, let context else { return }
+    /// Writes one event (shared bytes), unflushed, unless the client's unsent bytes would pass the budget; then
+    /// drops it. Returns whether the handler needs a `flush()`. On the event loop.
+    func writeEvent(_ buffer: ByteBuffer) -> Bool {
+        guard active, !dropped, let context else { return false }
         let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
         if buffered + buffer.readableBytes > budget {
             dropped = true
             subscriber?.slow()
-            return
+            return false
         }
-        writeBody(buffer)
+        context.write(wrapOutboundOut(.body(buffer)), promise: nil)
+        return true
+    }
+
+    /// Sends what `writeEvent` wrote: one socket write for everything a batch held. On the event loop.
+    func flush() {
+        context?.flush()
     }
 
     /// Writes the last bytes of the stream (a dropped subscriber's resync), from any thread.
@@ -106,7 +113,7 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 // Confined to its channel's event loop; the hub only calls `writeEvent` and `writeFinal` through that loop.
 extension EventStreamHandler: @unchecked Sendable {}
 
-/// The subscribers of one publish that are written directly, grouped by event loop: one task per loop.
+/// The subscribers of one publish that are written directly, grouped by event loop.
 struct DirectWrites {
     private var groups: [ObjectIdentifier: (loop: any EventLoop, handlers: [EventStreamHandler])] = [:]
 
@@ -117,13 +124,65 @@ struct DirectWrites {
         groups[ObjectIdentifier(loop), default: (loop, [])].handlers.append(handler)
     }
 
-    /// Schedules the writes: one event-loop task per loop, each writing the same bytes to its subscribers.
-    func write(_ buffer: ByteBuffer) {
+    /// Queues the writes on each loop's `LoopWriteQueue`.
+    func write(_ buffer: ByteBuffer, queues: LoopWriteQueues) {
         for (_, group) in groups {
-            let handlers = group.handlers
-            group.loop.execute {
-                for handler in handlers { handler.writeEvent(buffer) }
-            }
+            queues.queue(for: group.loop).append(buffer, to: group.handlers)
         }
+    }
+}
+
+/// The event-loop write queues of a hub, one per event loop.
+final class LoopWriteQueues: Sendable {
+    private let queues = Mutex<[ObjectIdentifier: LoopWriteQueue]>([:])
+
+    func queue(for loop: any EventLoop) -> LoopWriteQueue {
+        queues.withLock { queues in
+            if let queue = queues[ObjectIdentifier(loop)] { return queue }
+            let queue = LoopWriteQueue(loop: loop)
+            queues[ObjectIdentifier(loop)] = queue
+            return queue
+        }
+    }
+}
+
+/// Events waiting to be written on one event loop. At most one drain task is scheduled at a time: events published
+/// while it waits join it, and each subscriber gets everything in one flush, one socket write. Under load the batches
+/// grow by themselves, so the cost per event falls exactly when it matters; when idle, an event goes out at once.
+final class LoopWriteQueue: Sendable {
+    let loop: any EventLoop
+    private let state = Mutex<(entries: [(ByteBuffer, [EventStreamHandler])], scheduled: Bool)>(([], false))
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    func append(_ buffer: ByteBuffer, to handlers: [EventStreamHandler]) {
+        let schedule = state.withLock { state in
+            state.entries.append((buffer, handlers))
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        if schedule { loop.execute { self.drain() } }
+    }
+
+    /// On the loop: writes every waiting event to its subscribers, then flushes each subscriber once.
+    private func drain() {
+        let entries = state.withLock { state in
+            state.scheduled = false
+            defer { state.entries.removeAll(keepingCapacity: true) }
+            return state.entries
+        }
+        if entries.count == 1 {
+            let (buffer, handlers) = entries[0]
+            for handler in handlers where handler.writeEvent(buffer) { handler.flush() }
+            return
+        }
+        var touched: [ObjectIdentifier: EventStreamHandler] = [:]
+        for (buffer, handlers) in entries {
+            for handler in handlers where handler.writeEvent(buffer) { touched[ObjectIdentifier(handler)] = handler }
+        }
+        for handler in touched.values { handler.flush() }
     }
 }
