@@ -158,21 +158,25 @@ final class EventPublisher: Service {
     }
 
     private func publishAll() async {
-        for await completion in writer.completions {
-            if let cause = completion.job.repairCause {
-                hub.publishResync(reason: "gap: \(cause)")
-                logger.warning("gap repaired; subscribers told to resync", metadata: [
-                    "gap": "\(cause)", "keys_flushed": "\(completion.keysFlushed)",
-                ])
-                if ChangePipeline.repairCauses.contains(cause) {  // the pipeline's own repairs hold readiness
-                    readiness.update { $0.repairsPending = max(0, $0.repairsPending - 1) }
-                }
-                continue
-            }
-            guard let event = completion.job.event else { continue }
-            if completion.acknowledged { metrics.changeLag(at: event.at) }
-            hub.publish(event)
-            onEvent(event)
+        for await batch in writer.completions {
+            for completion in batch { publish(completion) }
         }
+    }
+
+    private func publish(_ completion: RedisCompletion) {
+        if let cause = completion.job.repairCause {
+            hub.publishResync(reason: "gap: \(cause)")
+            logger.warning("gap repaired; subscribers told to resync", metadata: [
+                "gap": "\(cause)", "keys_flushed": "\(completion.keysFlushed)",
+            ])
+            if ChangePipeline.repairCauses.contains(cause) {  // the pipeline's own repairs hold readiness
+                readiness.update { $0.repairsPending = max(0, $0.repairsPending - 1) }
+            }
+            return
+        }
+        guard let event = completion.job.event else { return }
+        if completion.acknowledged { metrics.changeLag(at: event.at) }
+        hub.publish(event)
+        onEvent(event)
     }
 }

@@ -16,6 +16,13 @@ public enum SSEEncoder {
             out.append(contentsOf: singleLine(event).utf8)
             out.append(0x0A)
         }
+        if !data.contains(0x0A) && !data.contains(0x0D) {  // the usual case: JSON from JSONWriter is one line
+            out.append(contentsOf: "data: ".utf8)
+            out.append(contentsOf: data)
+            out.append(0x0A)
+            out.append(0x0A)
+            return out
+        }
         var line: [UInt8] = []
         var lines: [[UInt8]] = []
         var previousCR = false
@@ -50,7 +57,8 @@ public enum SSEEncoder {
     }
 
     static func singleLine(_ text: String) -> String {
-        String(text.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" })
+        guard text.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else { return text }
+        return String(text.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" })
     }
 }
 

@@ -147,30 +147,41 @@ final class LoopWriteQueues: Sendable {
 }
 
 /// Events waiting to be written on one event loop. At most one drain task is scheduled at a time: events published
-/// while it waits join it, and each subscriber gets everything in one flush, one socket write. Under load the batches
-/// grow by themselves, so the cost per event falls exactly when it matters; when idle, an event goes out at once.
+/// while it waits join it, and each subscriber gets everything in one flush, one socket write. Drains are at least
+/// `minimumInterval` apart: an event after a quiet spell goes out at once, but at thousands of events a second each
+/// subscriber gets one socket write per millisecond instead of one per event (a socket write on loopback costs more
+/// than the event itself).
 final class LoopWriteQueue: Sendable {
     let loop: any EventLoop
-    private let state = Mutex<(entries: [(ByteBuffer, [EventStreamHandler])], scheduled: Bool)>(([], false))
+    static let minimumInterval = TimeAmount.milliseconds(1)
+    private let state = Mutex<(entries: [(ByteBuffer, [EventStreamHandler])], scheduled: Bool, lastDrain: NIODeadline)>(
+        ([], false, .uptimeNanoseconds(0))
+    )
 
     init(loop: any EventLoop) {
         self.loop = loop
     }
 
     func append(_ buffer: ByteBuffer, to handlers: [EventStreamHandler]) {
-        let schedule = state.withLock { state in
+        let due: NIODeadline? = state.withLock { state in
             state.entries.append((buffer, handlers))
-            if state.scheduled { return false }
+            if state.scheduled { return nil }
             state.scheduled = true
-            return true
+            return state.lastDrain + Self.minimumInterval
         }
-        if schedule { loop.execute { self.drain() } }
+        guard let due else { return }
+        if due <= .now() {
+            loop.execute { self.drain() }
+        } else {
+            loop.scheduleTask(deadline: due) { self.drain() }
+        }
     }
 
     /// On the loop: writes every waiting event to its subscribers, then flushes each subscriber once.
     private func drain() {
         let entries = state.withLock { state in
             state.scheduled = false
+            state.lastDrain = .now()
             defer { state.entries.removeAll(keepingCapacity: true) }
             return state.entries
         }

@@ -16,8 +16,9 @@ import ServiceLifecycle
 ///
 /// On graceful shutdown it flushes what is queued for at most `shutdownTimeout` seconds; what is left is logged as a gap.
 public final class RedisWriter: Service, @unchecked Sendable {
-    public let completions: AsyncStream<RedisCompletion>
-    private let completionSink: AsyncStream<RedisCompletion>.Continuation
+    /// Completions in the order of the jobs, a batch at a time (a pipelined round trip's jobs together).
+    public let completions: AsyncStream<[RedisCompletion]>
+    private let completionSink: AsyncStream<[RedisCompletion]>.Continuation
     private let endpoint: RedisEndpoint
     private let timeout: Double
     private let maxPending: Int
@@ -60,7 +61,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         self.observer = observer
-        (completions, completionSink) = AsyncStream.makeStream(of: RedisCompletion.self)
+        (completions, completionSink) = AsyncStream.makeStream(of: [RedisCompletion].self)
     }
 
     /// The patterns a gap repair flushes (every configured key template), and whether it flushes at all (`on_gap`).
@@ -196,11 +197,19 @@ public final class RedisWriter: Service, @unchecked Sendable {
         var gapCause: String?
         var lastActivity = ContinuousClock.now
         var failedAttempt: RedisError?
+        var outbox: [RedisCompletion] = []
 
         func report(_ pending: inout Pending, acknowledged: Bool, failures: Int = 0, keys: Int = 0) {
             guard !pending.reported else { return }
             pending.reported = true
-            completionSink.yield(RedisCompletion(job: pending.job, failures: failures, acknowledged: acknowledged, keysFlushed: keys))
+            outbox.append(RedisCompletion(job: pending.job, failures: failures, acknowledged: acknowledged, keysFlushed: keys))
+        }
+
+        /// Hands the completions reported so far to `completions`, as one batch.
+        func deliver() {
+            guard !outbox.isEmpty else { return }
+            completionSink.yield(outbox)
+            outbox.removeAll(keepingCapacity: true)
         }
 
         func recordGap(_ cause: String, detail: String) {
@@ -236,6 +245,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
             } else if down >= .seconds(maxOutage), !backlog.isEmpty {
                 recordGap("redis_outage", detail: "Redis away for more than redis.max_outage (\(maxOutage)s)")
             }
+            deliver()
             let delay = backoff.next()
             if backoff.attempt <= 1 || backoff.attempt % 20 == 0 {
                 logger.warning("cannot reach Redis; retrying", metadata: [
@@ -247,6 +257,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
         }
 
         while true {
+            deliver()
             // 1. Take queued jobs: all of them while Redis is away (their events may have to be released), else a batch.
             condition.lock()
             if queue.count == queueHead && backlog.isEmpty && gapCause == nil && !stopping {
@@ -333,6 +344,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
                                keys: result.keysFlushed)
                     }
                     backlog.removeFirst(count)
+                    deliver()
                     backlogOperations -= operations
                     release(operations: operations)
                     lastActivity = .now
@@ -356,6 +368,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
                 if !outage(error, stopping: isStopping, pastDeadline: pastDeadline) { break }
             }
         }
+        deliver()
         condition.lock()
         let waiters = spaceWaiters
         spaceWaiters.removeAll()

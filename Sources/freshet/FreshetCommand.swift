@@ -82,6 +82,7 @@ extension FreshetCommand {
                     config: config, options: RunOptions(installTriggers: !noInstall, metrics: metrics), logger: logger
                 )
                 SecondSignal.install(logger: logger)
+                ProcessTuning.apply(logger: logger)
                 try await app.run()
             } catch {
                 // Logged through the configured handler, so JSON logs stay one object per line.
