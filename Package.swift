@@ -107,16 +107,15 @@ let package = Package(
             ]
         ),
         // The benchmark tool (docs/benchmarks.md): drives a real Freshet, PostgreSQL and Redis.
+        .target(name: "CEpoll"),
         .executableTarget(
             name: "freshet-bench",
             dependencies: [
+                "CEpoll",
                 "FreshetCore",
                 "FreshetPostgres",
                 "FreshetRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 
@@ -128,6 +127,7 @@ let package = Package(
             name: "FreshetIntegrationTests",
             dependencies: [
                 "freshet",  // built so that the CLI tests can run the real binary
+                "freshet-bench",  // and the benchmark tool's smoke test
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
                 "Freshet",

@@ -19,8 +19,11 @@ final class CLIProcess: @unchecked Sendable {
         return bundle.appendingPathComponent("freshet")
     }
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = Self.binary
+    /// `freshet-bench`, built next to `freshet`.
+    static var benchBinary: URL { binary.deletingLastPathComponent().appendingPathComponent("freshet-bench") }
+
+    init(_ arguments: [String], environment: [String: String] = [:], executable: URL = CLIProcess.binary) throws {
+        process.executableURL = executable
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "DATABASE_URL")
@@ -65,8 +68,10 @@ final class CLIProcess: @unchecked Sendable {
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
     /// Runs to completion and returns (status, stdout, stderr).
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 30) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let cli = try CLIProcess(arguments, environment: environment)
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], executable: URL = CLIProcess.binary, timeout: Double = 30
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let cli = try CLIProcess(arguments, environment: environment, executable: executable)
         let status = try await cli.wait(timeout: timeout)
         return (status, cli.stdout, cli.stderr)
     }
