@@ -152,8 +152,9 @@ final class EventPublisher: Service {
     }
 
     func run() async throws {
-        // High priority, like the pipeline: publishing hands bytes to the subscribers, it must not wait behind them.
-        await Task(priority: .high) { await self.publishAll() }.value
+        // Default priority, below the pipeline's: under load, feeding Redis goes first (invalidate, then tell). The
+        // subscribers' socket writes run on the HTTP event loops, not here.
+        await publishAll()
         try? await gracefulShutdown()
     }
 

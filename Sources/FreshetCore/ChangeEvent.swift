@@ -53,10 +53,40 @@ public struct ChangeEvent: Sendable, Equatable {
         return object
     }
 
-    /// Compact JSON bytes, with no raw newline (safe for one SSE `data:` line).
+    /// Compact JSON bytes, with no raw newline (safe for one SSE `data:` line): the same text as `json` written out,
+    /// without building the object first (this runs once per event, on the publishing path).
     public var jsonBytes: [UInt8] {
         var writer = JSONWriter()
-        writer.write(json)
+        writer.append("{\"op\":")
+        writer.writeString(op.rawValue)
+        writer.append(",\"schema\":")
+        writer.writeString(schema)
+        writer.append(",\"table\":")
+        writer.writeString(table)
+        writer.append(",\"key\":")
+        writer.write(key)
+        writer.append(",\"topics\":[")
+        for (i, topic) in topics.enumerated() {
+            if i > 0 { writer.append(",") }
+            writer.writeString(topic)
+        }
+        writer.append("]")
+        if let row {
+            writer.append(",\"row\":")
+            writer.write(row)
+        }
+        writer.append(",\"at\":")
+        writer.writeString(at)
+        if let redis {
+            writer.append(",\"redis\":[")
+            for (i, key) in redis.enumerated() {
+                if i > 0 { writer.append(",") }
+                writer.writeString(key)
+            }
+            writer.append("]")
+        }
+        if incomplete { writer.append(",\"incomplete\":true") }
+        writer.append("}")
         return writer.bytes
     }
 }

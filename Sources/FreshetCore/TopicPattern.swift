@@ -4,24 +4,31 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
     public let segments: [String?]
     public let source: String
 
+    /// Whether a segment is `*` (else the pattern is one exact topic).
+    let hasWildcard: Bool
+
     public init(_ text: String) {
         source = text
         segments = text.split(separator: "/", omittingEmptySubsequences: false).map { $0 == "*" ? nil : String($0) }
+        hasWildcard = segments.contains(nil)
     }
 
     public var description: String { source }
 
     /// Whether `topic` (a concrete topic such as `users/42`) matches.
     public func matches(_ topic: String) -> Bool {
+        if !hasWildcard { return topic == source }
+        // Byte-wise, without allocating: this runs for every subscriber on every event.
+        let bytes = topic.utf8
         var index = 0
-        var start = topic.startIndex
+        var start = bytes.startIndex
         while true {
             guard index < segments.count else { return false }
-            let end = topic[start...].firstIndex(of: "/") ?? topic.endIndex
-            if let literal = segments[index], literal != topic[start..<end] { return false }
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.endIndex
+            if let literal = segments[index], !literal.utf8.elementsEqual(bytes[start..<end]) { return false }
             index += 1
-            if end == topic.endIndex { return index == segments.count }
-            start = topic.index(after: end)
+            if end == bytes.endIndex { return index == segments.count }
+            start = bytes.index(after: end)
         }
     }
 

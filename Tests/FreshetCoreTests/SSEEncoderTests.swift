@@ -67,3 +67,18 @@ import Testing
         #expect(Timestamp.secondsSinceEpoch("yesterday") == nil)
     }
 }
+
+@Suite struct ChangeEventJSONTests {
+    @Test(arguments: [false, true])
+    func jsonBytesAreTheObjectWrittenOut(_ full: Bool) throws {
+        let event = ChangeEvent(
+            op: .update, schema: "public", table: "we\"ird", configName: "x", key: ["id": .number("7")],
+            topics: ["x", "x/7"], row: full ? ["id": .number("7"), "name": .string("A\nB")] : nil,
+            at: "2026-11-25T12:00:00+00:00", redis: full ? ["k:7", "k:\\7"] : nil, incomplete: full
+        )
+        var writer = JSONWriter()
+        writer.write(event.json)
+        #expect(event.jsonBytes == writer.bytes)
+        #expect(!event.jsonBytes.contains(0x0A))
+    }
+}
