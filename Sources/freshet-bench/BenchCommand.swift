@@ -30,6 +30,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Runs per scenario; the table shows medians.")
     var runs: Int = 3
 
+    @Option(help: "SSE subscribers during the throughput scenario.")
+    var throughputSubscribers = 10
+
     @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
     var quick = false
 
@@ -68,9 +71,11 @@ struct BenchCommand: ParsableCommand {
             var figures: [RunFigures] = []
             for run in 1...runs {
                 env.log("\(scenario.rawValue): run \(run) of \(runs)")
-                figures.append(try scenario.run(env, quick: quick))
+                figures.append(try scenario.run(env, quick: quick, throughputSubscribers: throughputSubscribers))
             }
-            let result = ScenarioResult(scenario: scenario, parameters: scenario.parameters(quick: quick), runs: figures)
+            let result = ScenarioResult(
+                scenario: scenario, parameters: scenario.parameters(quick: quick, throughputSubscribers: throughputSubscribers), runs: figures
+            )
             report.scenarios.append(result)
             if !json { print(result.table) }
         }

@@ -6,9 +6,9 @@ enum Scenario: String, CaseIterable, Codable {
     case throughput, bulk, latency, fanout
     case fanout10k = "fanout-10k"
 
-    func parameters(quick: Bool) -> String {
+    func parameters(quick: Bool, throughputSubscribers: Int = 10) -> String {
         switch self {
-        case .throughput: return quick ? "flat out, 4 writer connections, 3 s, 10 subscribers" : "flat out, 4 writer connections, 10 s, 10 subscribers"
+        case .throughput: return "flat out, 4 writer connections, \(quick ? 3 : 10) s, \(throughputSubscribers) subscribers"
         case .bulk: return quick ? "one UPDATE of 20,000 rows, 1 subscriber" : "one UPDATE of 200,000 rows, 1 subscriber"
         case .latency: return quick ? "1,000 changes/s for 3 s, 100 subscribers" : "1,000 changes/s for 10 s, 100 subscribers"
         case .fanout: return quick ? "50 changes/s for 3 s, 1,000 subscribers" : "50 changes/s for 20 s, 1,000 subscribers"
@@ -16,10 +16,10 @@ enum Scenario: String, CaseIterable, Codable {
         }
     }
 
-    func run(_ env: BenchEnvironment, quick: Bool) throws -> RunFigures {
+    func run(_ env: BenchEnvironment, quick: Bool, throughputSubscribers: Int = 10) throws -> RunFigures {
         switch self {
         case .throughput:
-            return try Scenarios.throughput(env, duration: quick ? 3 : 10, connections: 4, subscribers: 10)
+            return try Scenarios.throughput(env, duration: quick ? 3 : 10, connections: 4, subscribers: throughputSubscribers)
         case .bulk:
             return try Scenarios.bulk(env, rows: quick ? 20_000 : 200_000)
         case .latency:

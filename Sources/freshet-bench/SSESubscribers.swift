@@ -15,6 +15,8 @@ final class SSESubscribers: @unchecked Sendable {
     let resyncs = Atomic<Int>(0)
     let events = Atomic<Int>(0)
     let failures = Atomic<Int>(0)
+    /// When the last `resync` arrived (0 if none).
+    let lastResyncAt = Atomic<UInt64>(0)
     private let stopFlag = Atomic<Bool>(false)
     private var sockets: [Int32] = []
     private var readers: [Reader] = []
@@ -176,6 +178,7 @@ final class SSESubscribers: @unchecked Sendable {
             }
             if line.starts(with: Self.resyncLine) {
                 owner.resyncs.add(1, ordering: .relaxed)
+                owner.lastResyncAt.store(now, ordering: .relaxed)
                 return
             }
             guard line.starts(with: "data:".utf8), let range = Self.firstRange(of: Self.seqMarker, in: line) else { return }
