@@ -94,6 +94,9 @@ final class SSESubscribers: @unchecked Sendable {
 
     var stopping: Bool { stopFlag.load(ordering: .relaxed) }
 
+    /// The readers' nice value: see `lowerThreadPriority`.
+    static let readerNice: Int32 = 10
+
     /// One subscriber's parse state; touched by its reader thread only.
     final class Connection {
         let fd: Int32
@@ -122,6 +125,7 @@ final class SSESubscribers: @unchecked Sendable {
         }
 
         func run(owner: SSESubscribers) {
+            lowerThreadPriority(to: SSESubscribers.readerNice)
             var events = [epoll_event](repeating: epoll_event(), count: 256)
             var buffer = [UInt8](repeating: 0, count: 65_536)
             while !owner.stopping {
