@@ -9,9 +9,10 @@ import Synchronization
 /// Fans change events out to SSE subscribers.
 ///
 /// Each event is encoded once, as SSE bytes in a `ByteBuffer` that every subscriber shares, and kept in a ring of the
-/// last `replay` events for `Last-Event-ID` resume. A subscriber's outgoing bytes are bounded by `clientBuffer`: one
-/// that falls behind gets a `resync` and is closed. As a `Service` it sends heartbeats and, on graceful shutdown,
-/// ends every stream.
+/// last `replay` events for `Last-Event-ID` resume. Subscribers attached to their connection are written on their
+/// event loops, one task per loop per batch of events (`LoopWriteQueue`); no task runs per subscriber. A subscriber's
+/// unsent bytes are bounded by `clientBuffer`: one that falls behind gets a `resync` and is closed. As a `Service` it
+/// sends heartbeats and, on graceful shutdown, ends every stream.
 public final class EventHub: Service, Sendable {
     /// Identifies this process's ids: the start time in milliseconds.
     public let epoch: UInt64
