@@ -33,6 +33,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "SSE subscribers during the throughput scenario.")
     var throughputSubscribers = 10
 
+    @Option(help: "Nice value of the subscriber reader threads (they stand in for browsers on other machines).")
+    var readerNice: Int32 = 10
+
     @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
     var quick = false
 
@@ -54,6 +57,7 @@ struct BenchCommand: ParsableCommand {
             chosen.append(scenario)
         }
         let fileLimit = raiseFileLimit()
+        SSESubscribers.readerNice.store(readerNice, ordering: .relaxed)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let redis: RedisEndpoint

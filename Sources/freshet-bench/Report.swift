@@ -10,7 +10,7 @@ enum Scenario: String, CaseIterable, Codable {
         switch self {
         case .throughput: return "flat out, 4 writer connections, \(quick ? 3 : 10) s, \(throughputSubscribers) subscribers"
         case .bulk: return quick ? "one UPDATE of 20,000 rows, 1 subscriber" : "one UPDATE of 200,000 rows, 1 subscriber"
-        case .latency: return quick ? "1,000 changes/s for 3 s, 100 subscribers" : "1,000 changes/s for 10 s, 100 subscribers"
+        case .latency: return quick ? "1,000 changes/s for 3 s, 20 subscribers" : "1,000 changes/s for 10 s, 100 subscribers"
         case .fanout: return quick ? "50 changes/s for 3 s, 1,000 subscribers" : "50 changes/s for 20 s, 1,000 subscribers"
         case .fanout10k: return quick ? "10 changes/s for 3 s, 2,000 subscribers" : "10 changes/s for 20 s, 10,000 subscribers"
         }
@@ -23,7 +23,7 @@ enum Scenario: String, CaseIterable, Codable {
         case .bulk:
             return try Scenarios.bulk(env, rows: quick ? 20_000 : 200_000)
         case .latency:
-            return try Scenarios.delivery(env, subscribers: 100, rate: 1_000, duration: quick ? 3 : 10, connections: 2)
+            return try Scenarios.delivery(env, subscribers: quick ? 20 : 100, rate: 1_000, duration: quick ? 3 : 10, connections: 2)
         case .fanout:
             return try Scenarios.delivery(env, subscribers: 1_000, rate: 50, duration: quick ? 3 : 20, connections: 1)
         case .fanout10k:

@@ -25,12 +25,14 @@ final class SSESubscribers: @unchecked Sendable {
     /// Opens `count` subscriptions to `topic`, `batch` connections at a time, and waits until every one has its
     /// response head (the hub registered it).
     init(port: Int, count: Int, expectedChanges: Int, topic: String, threads: Int = 2, batch: Int = 250) throws {
+        let nice = Self.readerNice.load(ordering: .relaxed)
         receipts = (0..<count).map { _ in TimeTable(count: expectedChanges) }
         readers = (0..<threads).map { _ in Reader() }
         let request = Array("GET /events?topic=\(topic) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".utf8)
         for reader in readers {
             done.enter()
             let thread = Thread { [self] in
+                lowerThreadPriority(to: nice)
                 reader.run(owner: self)
                 done.leave()
             }
@@ -94,8 +96,8 @@ final class SSESubscribers: @unchecked Sendable {
 
     var stopping: Bool { stopFlag.load(ordering: .relaxed) }
 
-    /// The readers' nice value: see `lowerThreadPriority`.
-    static let readerNice: Int32 = 10
+    /// The readers' nice value (`--reader-nice`): see `lowerThreadPriority`.
+    static let readerNice = Atomic<Int32>(10)
 
     /// One subscriber's parse state; touched by its reader thread only.
     final class Connection {
@@ -125,7 +127,6 @@ final class SSESubscribers: @unchecked Sendable {
         }
 
         func run(owner: SSESubscribers) {
-            lowerThreadPriority(to: SSESubscribers.readerNice)
             var events = [epoll_event](repeating: epoll_event(), count: 256)
             var buffer = [UInt8](repeating: 0, count: 65_536)
             while !owner.stopping {

@@ -195,8 +195,8 @@ enum Scenarios {
         let start = monotonicNanos()
         let load = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: rate, changes: changes,
                                  duration: duration + 1, rows: changes).run()
-        try watcher.finish(expecting: load.committed, timeout: 30)
-        subs.waitForAll(load.committed, timeout: 30)
+        try watcher.finish(expecting: load.committed, timeout: 60)
+        subs.waitForAll(load.committed, timeout: 60)
         let cpu = freshet.cpuSeconds - cpuBefore
         let elapsed = Double(monotonicNanos() - start) / 1e9
         var sse: [UInt64] = []
