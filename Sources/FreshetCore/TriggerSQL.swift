@@ -133,7 +133,7 @@ public enum TriggerSQL {
           head jsonb;
           prefix text;
           room integer;
-          items text[];
+          pending refcursor;
           item text;
           buffer text := '';
           overflow boolean := false;
@@ -152,35 +152,35 @@ public enum TriggerSQL {
             prefix := left(head::text, -1) || ', "rows": [';
             room := \(payloadLimit) - octet_length(prefix) - 2;
             -- Each row as {"old":…,"new":…}; cut to the minimal columns (partial) when it alone would not fit.
-            -- Static SQL, so that its plan is cached for the session.
+            -- Static SQL, so that its plan is cached for the session; read through a cursor, so that a statement of
+            -- millions of rows is streamed, not held in memory.
             IF TG_OP = 'INSERT' THEN
-              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object('old', NULL,
+              OPEN pending FOR SELECT (CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object('old', NULL,
                        'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.n) e WHERE e.key = ANY (minimal)),
                        'partial', true)::text END)
-              INTO items
               FROM (SELECT n.j AS n, jsonb_build_object('old', NULL, 'new', n.j - dropped)::text AS item
                     FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n) x;
             ELSIF TG_OP = 'DELETE' THEN
-              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
+              OPEN pending FOR SELECT (CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
                        'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.o) e WHERE e.key = ANY (minimal)),
                        'new', NULL, 'partial', true)::text END)
-              INTO items
               FROM (SELECT o.j AS o, jsonb_build_object('old', o.j - dropped, 'new', NULL)::text AS item
                     FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o) x;
             ELSE
               -- Old and new rows pair up by position: PostgreSQL fills both transition tables in the same order.
-              SELECT array_agg(CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
+              OPEN pending FOR SELECT (CASE WHEN octet_length(x.item) <= room THEN x.item ELSE jsonb_build_object(
                        'old', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.o) e WHERE e.key = ANY (minimal)),
                        'new', (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(x.n) e WHERE e.key = ANY (minimal)),
                        'partial', true)::text END)
-              INTO items
               FROM (SELECT o.j AS o, n.j AS n, jsonb_build_object('old', o.j - dropped, 'new', n.j - dropped)::text AS item
                     FROM (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_old t) o
                     JOIN (SELECT row_number() OVER () AS i, to_jsonb(t) AS j FROM freshet_new t) n USING (i)
                     WHERE (o.j - ignored) IS DISTINCT FROM (n.j - ignored)) x;
             END IF;
             -- Pack the rows into as few notifications as fit.
-            FOREACH item IN ARRAY coalesce(items, '{}') LOOP
+            LOOP
+              FETCH pending INTO item;
+              EXIT WHEN NOT FOUND;
               IF octet_length(item) > room THEN
                 overflow := true;
                 CONTINUE;
@@ -191,6 +191,7 @@ public enum TriggerSQL {
               END IF;
               buffer := CASE WHEN buffer = '' THEN item ELSE buffer || ',' || item END;
             END LOOP;
+            CLOSE pending;
             IF buffer <> '' THEN
               PERFORM pg_notify(channel, prefix || buffer || ']}');
             END IF;
