@@ -33,8 +33,8 @@ struct ExampleAppTests {
             try await fixture.start()
             let (_, redisURL) = try TestServers.require()
             let app = Process()
-            app.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            app.arguments = ["python3", Self.appScript]
+            app.executableURL = URL(fileURLWithPath: systemPython3)
+            app.arguments = (systemPython3 == "/usr/bin/env" ? ["python3"] : []) + [Self.appScript]
             var env = ProcessInfo.processInfo.environment
             env["DATABASE_URL"] = url
             env["REDIS_URL"] = redisURL
@@ -45,7 +45,7 @@ struct ExampleAppTests {
             app.standardOutput = FileHandle.nullDevice
             app.standardError = FileHandle.nullDevice
             try app.run()
-            defer { app.terminate() }
+            defer { app.kill() }
             try await eventually("app up") { (try? await httpGet(port: appPort, path: "/healthz"))?.status == 200 }
 
             // Cache-aside: a miss fills Redis (no TTL), the next read hits.

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The real `freshet` binary, run as a user would run it.
 final class CLIProcess: @unchecked Sendable {
@@ -83,3 +84,16 @@ func writeConfig(_ text: String) throws -> String {
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     return path
 }
+
+extension Process {
+    /// Ends a helper process (the example app, chromedriver) at once with SIGKILL. Children of the test process inherit
+    /// its blocked-signal mask, SIGTERM included, so `terminate()` alone left them running after the suite.
+    func kill() {
+        guard isRunning else { return }
+        Glibc.kill(processIdentifier, SIGKILL)
+    }
+}
+
+/// The Python interpreter for helper scripts: the system's, so that the process we kill is the interpreter itself (a
+/// pyenv shim would leave it running as an orphan).
+let systemPython3: String = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/bin/env"

@@ -41,7 +41,7 @@ final class WebDriver: @unchecked Sendable {
 
     func quit() async {
         _ = try? await call("DELETE", "/session/\(session)")
-        driver.terminate()
+        driver.kill()
     }
 
     func open(_ url: String) async throws {
