@@ -50,9 +50,11 @@ final class ChangePipeline: Service {
             return
         }
         let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
-        // High priority: invalidation must not queue behind the SSE writers on the cooperative pool. The loop ends
-        // when the listener's events end.
-        await Task(priority: .high) { await self.consume(catalog: catalog, processor: processor) }.value
+        // High priority, in a child task so that cancellation still reaches it: invalidation must not queue behind
+        // other work on the cooperative pool. The loop ends when the listener's events end.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask(priority: .high) { await self.consume(catalog: catalog, processor: processor) }
+        }
         queries.close()
         // The listener stops first; end only when the group asks this service to, or it counts as a failure.
         try? await gracefulShutdown()

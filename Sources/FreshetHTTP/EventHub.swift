@@ -241,23 +241,12 @@ public final class EventHub: Service, Sendable {
     }
 }
 
-/// One subscriber's stream of SSE bytes.
-///
-/// `/events` attaches it to its connection (`attach(to:)`), and the bytes are then written straight from the hub on
-/// the connection's event loop; the response only waits for the end (`waitUntilFinished`). Without the handler in the
-/// pipeline it is an `AsyncSequence` instead: each element is everything that was waiting, to be written at once;
-/// call `written(_:)` after each buffer reached the socket.
-public struct HubStream: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
+/// One subscriber's stream of SSE bytes. `/events` attaches it to its connection (`attach(to:)`); the hub then writes
+/// the bytes straight onto the connection from its event loop, and the response only waits for the end
+/// (`waitUntilFinished`).
+public struct HubStream: Sendable {
     let subscriber: EventHub.Subscriber
     let budget: Int
-
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        let subscriber: EventHub.Subscriber
-        public mutating func next() async -> ByteBuffer? { await subscriber.next() }
-    }
-
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscriber: subscriber) }
 
     /// Hands the stream to the connection's `EventStreamHandler`; false when the pipeline has none.
     public func attach(to channel: any Channel) async -> Bool {
@@ -275,11 +264,6 @@ public struct HubStream: AsyncSequence, Sendable {
     /// Returns when the stream has ended (the client went, the hub closed, or the subscriber was dropped).
     public func waitUntilFinished() async {
         await subscriber.waitUntilFinished()
-    }
-
-    /// Releases `buffer`'s bytes from the subscriber's budget.
-    public func written(_ buffer: ByteBuffer) {
-        subscriber.queued.subtract(buffer.readableBytes, ordering: .relaxed)
     }
 
     /// Sets what to do when the hub drops this subscriber for falling behind (close its connection).

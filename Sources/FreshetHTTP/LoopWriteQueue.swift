@@ -5,8 +5,6 @@ import Synchronization
 struct DirectWrites {
     private var groups: [ObjectIdentifier: (loop: any EventLoop, handlers: [EventStreamHandler])] = [:]
 
-    var isEmpty: Bool { groups.isEmpty }
-
     mutating func add(_ handler: EventStreamHandler) {
         guard let loop = handler.eventLoop else { return }
         groups[ObjectIdentifier(loop), default: (loop, [])].handlers.append(handler)
@@ -72,11 +70,6 @@ final class LoopWriteQueue: Sendable {
             state.lastDrain = .now()
             defer { state.entries.removeAll(keepingCapacity: true) }
             return state.entries
-        }
-        if entries.count == 1 {
-            let (buffer, handlers) = entries[0]
-            for handler in handlers where handler.writeEvent(buffer) { handler.flush() }
-            return
         }
         var touched: [ObjectIdentifier: EventStreamHandler] = [:]
         for (buffer, handlers) in entries {

@@ -102,7 +102,10 @@ public enum Routes {
             }
             channel.closeFuture.whenComplete { _ in stream.cancel() }  // released as soon as the client goes
             // Events are written from the hub on the connection's event loop; the response only waits for the end.
-            let direct = await stream.attach(to: channel)
+            guard await stream.attach(to: channel) else {
+                stream.cancel()
+                return refuse(.internalServerError, "the connection has no event stream handler (or is already closed)")
+            }
 
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream; charset=utf-8"
@@ -110,15 +113,7 @@ public enum Routes {
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
             headers.append(contentsOf: corsHeaders)
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                if direct {
-                    await stream.waitUntilFinished()
-                } else {
-                    // Each buffer is everything that was waiting; a dropped subscriber's last one is its resync alone.
-                    for await buffer in stream {
-                        try await writer.write(buffer)
-                        stream.written(buffer)
-                    }
-                }
+                await stream.waitUntilFinished()
                 try await writer.finish(nil)
             })
         }

@@ -56,7 +56,7 @@ struct BenchCommand: ParsableCommand {
             }
             chosen.append(scenario)
         }
-        let fileLimit = raiseFileLimit()
+        let fileLimit = OpenFileLimit.raiseToHard().now  // 10,000 subscribers need 10,000 sockets; children inherit it
         SSESubscribers.readerNice.store(readerNice, ordering: .relaxed)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -1,5 +1,6 @@
 import CEpoll
 import Foundation
+import FreshetCore
 import Glibc
 import Synchronization
 
@@ -32,7 +33,7 @@ final class SSESubscribers: @unchecked Sendable {
         for reader in readers {
             done.enter()
             let thread = Thread { [self] in
-                lowerThreadPriority(to: nice)
+                ThreadPriority.lowerCurrent(to: nice)  // stand-ins for browsers elsewhere: see docs
                 reader.run(owner: self)
                 done.leave()
             }
@@ -42,7 +43,7 @@ final class SSESubscribers: @unchecked Sendable {
         while opened < count {
             let end = min(count, opened + batch)
             for i in opened..<end {
-                let fd = try Self.connect(port: port)
+                let fd = try LoopbackSocket.connect(port: port).get()
                 _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
                 sockets.append(fd)
@@ -56,23 +57,6 @@ final class SSESubscribers: @unchecked Sendable {
             opened = end
         }
         if failures.load(ordering: .relaxed) > 0 { throw BenchError("\(failures.load(ordering: .relaxed)) subscribers were refused") }
-    }
-
-    private static func connect(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket(): errno \(errno) (raise the open-file limit?)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            Glibc.close(fd)
-            throw BenchError("connect(): errno \(errno)")
-        }
-        return fd
     }
 
     /// Waits until every subscriber has `count` events (or a resync), or `timeout` seconds pass.
@@ -96,7 +80,8 @@ final class SSESubscribers: @unchecked Sendable {
 
     var stopping: Bool { stopFlag.load(ordering: .relaxed) }
 
-    /// The readers' nice value (`--reader-nice`): see `lowerThreadPriority`.
+    /// The readers' nice value (`--reader-nice`). The subscribers stand in for browsers on other machines: on this one
+    /// they should not take CPU from the server side they measure (their own latency only gets worse).
     static let readerNice = Atomic<Int32>(10)
 
     /// One subscriber's parse state; touched by its reader thread only.

@@ -1,0 +1,18 @@
+import Glibc
+
+/// The process's open-file limit: each SSE subscriber (and each of the bench's clients) holds a socket.
+public enum OpenFileLimit {
+    /// Raises the soft limit to the hard limit; returns the limit before and the limit now in force.
+    @discardableResult
+    public static func raiseToHard() -> (before: Int, now: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
+        let before = Int(limit.rlim_cur)
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return (before, Int(limit.rlim_cur))
+    }
+}
