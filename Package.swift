@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // C libraries, wrapped as system modules.
@@ -42,12 +43,16 @@ let package = Package(
             ]
         ),
 
+        // The operating system: dedicated threads, thread priority, open-file limit.
+        .target(name: "FreshetSystem"),
+
         // One module per external system.
         .target(
             name: "FreshetPostgres",
             dependencies: [
                 "CLibPQ",
                 "FreshetCore",
+                "FreshetSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -57,6 +62,7 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 "FreshetCore",
+                "FreshetSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -68,6 +74,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,10 +96,12 @@ let package = Package(
                 "FreshetPostgres",
                 "FreshetRedis",
                 "FreshetHTTP",
+                "FreshetSystem",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -113,6 +122,7 @@ let package = Package(
             dependencies: [
                 "CEpoll",
                 "FreshetCore",
+                "FreshetSystem",
                 "FreshetPostgres",
                 "FreshetRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -122,6 +132,11 @@ let package = Package(
         .testTarget(
             name: "FreshetCoreTests",
             dependencies: ["FreshetCore"]
+        ),
+        // The Redis writer's rules and batching, without a server.
+        .testTarget(
+            name: "FreshetRedisTests",
+            dependencies: ["FreshetCore", "FreshetRedis"]
         ),
         .testTarget(
             name: "FreshetIntegrationTests",

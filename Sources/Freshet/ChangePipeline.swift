@@ -81,7 +81,7 @@ final class ChangePipeline: Service {
                 metrics.listenConnected(false)
             case .notification(let payload):
                 let plans = await processor.process(payload)
-                if !plans.isEmpty { await writer.submit(plans.map { RedisJob(operations: $0.operations, event: $0.event) }) }
+                if !plans.isEmpty { writer.submit(plans.map { RedisJob(operations: $0.operations, event: $0.event) }) }
             }
         }
     }
@@ -94,7 +94,7 @@ final class ChangePipeline: Service {
     private func repair(_ catalog: TableCatalog, cause: String) async {
         let operations = config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
         readiness.update { $0.repairsPending += 1 }
-        await writer.submit(RedisJob(operations: operations, event: nil, repairCause: cause))
+        writer.submit(RedisJob(operations: operations, event: nil, repairCause: cause))
     }
 
     /// Every key template's pattern, once each.
@@ -167,6 +167,10 @@ final class EventPublisher: Service {
     }
 
     private func publish(_ completion: RedisCompletion) {
+        if completion.job.repairCause == "events_dropped" {
+            hub.publishResync(reason: "events dropped")
+            return
+        }
         if let cause = completion.job.repairCause {
             hub.publishResync(reason: "gap: \(cause)")
             logger.warning("gap repaired; subscribers told to resync", metadata: [

@@ -70,7 +70,10 @@ public final class FreshetApplication: Sendable {
             replay: config.http.replay, clientBuffer: config.http.clientBuffer, heartbeat: config.http.heartbeat,
             logger: logger
         )
-        listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
+        listener = PostgresListener(
+            conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger,
+            onQueueUsage: { metrics.notifyQueueUsage($0) }
+        )
         writer = RedisWriter(
             endpoint: endpoint, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
             maxOutage: config.redis.maxOutage, shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics
@@ -88,7 +91,7 @@ public final class FreshetApplication: Sendable {
         let readiness = self.readiness
         let writer = self.writer
         Routes.add(
-            to: router, hub: hub, readiness: Readiness { readiness.reasons(redisConnected: writer.isConnected) },
+            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
             options: .init(auth: config.http.auth, cors: config.http.cors, logger: logger)
         )
         if let metrics = options.metrics {
@@ -140,7 +143,7 @@ public final class FreshetApplication: Sendable {
     }
 
     /// Why `/readyz` would say 503 now; empty when ready.
-    public var notReadyReasons: [String] { readiness.reasons(redisConnected: writer.isConnected) }
+    public var notReadyReasons: [String] { readiness.reasons(redis: writer.notReadyReasons) }
 }
 
 /// A problem that stops Freshet from starting, other than configuration: exit code 1, with this message.

@@ -13,6 +13,7 @@ public final class FreshetMetrics: RedisWriterObserver {
     private let redisConnected = Gauge(label: "freshet_redis_connected")
     private let listenConnectedGauge = Gauge(label: "freshet_listen_connected")
     private let keysFlushedCounter = Counter(label: "freshet_keys_flushed_total")
+    private let notifyQueue = Gauge(label: "freshet_postgres_notify_queue_usage")
     private let lag = Timer(label: "freshet_change_lag_seconds")
     private let lastAt = TimestampCache()
 
@@ -47,6 +48,23 @@ public final class FreshetMetrics: RedisWriterObserver {
     public func commandsCompleted(action: String, ok: Int, failed: Int) {
         if ok > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "ok")]).increment(by: ok) }
         if failed > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "error")]).increment(by: failed) }
+    }
+
+    public func errorReplied(_ reply: RedisErrorReply) {
+        counter("freshet_redis_errors_total", [("reply", reply.word)]).increment()
+    }
+
+    public func operationsDropped(_ count: Int) {
+        counter("freshet_redis_operations_dropped_total", []).increment(by: count)
+    }
+
+    public func bufferDropped(_ buffer: String, count: Int) {
+        counter("freshet_buffer_dropped_total", [("buffer", buffer)]).increment(by: count)
+    }
+
+    /// `pg_notification_queue_usage()`: the share of PostgreSQL's NOTIFY queue in use (commits fail at 1).
+    func notifyQueueUsage(_ usage: Double) {
+        notifyQueue.record(usage)
     }
 
     public func pendingChanged(_ pending: Int) {

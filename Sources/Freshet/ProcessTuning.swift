@@ -1,4 +1,5 @@
 import FreshetCore
+import FreshetSystem
 import Glibc
 import Logging
 import NIOCore

@@ -14,13 +14,14 @@ final class ReadinessState: Sendable {
 
     func update(_ body: (inout Parts) -> Void) { state.withLock { body(&$0) } }
 
-    func reasons(redisConnected: Bool) -> [String] {
+    /// - Parameter redis: the Redis writer's reasons (`RedisWriter.notReadyReasons`).
+    func reasons(redis: [String]) -> [String] {
         state.withLock { parts in
             var reasons: [String] = []
             if let error = parts.startError { reasons.append(error) }
             if !parts.tablesResolved { reasons.append("tables not yet resolved in PostgreSQL") }
             if !parts.listening { reasons.append("LISTEN connection to PostgreSQL is down") }
-            if !redisConnected { reasons.append("Redis does not answer (or a gap of its own awaits repair)") }
+            reasons.append(contentsOf: redis)
             if parts.repairsPending > 0 { reasons.append("gap repair in progress") }
             return reasons
         }

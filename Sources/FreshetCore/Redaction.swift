@@ -2,43 +2,15 @@
 public enum Redaction {
     public static let mask = "***"
 
-    /// A URL (`scheme://user:password@host…`) or libpq `key=value` string with its password replaced by `***`.
-    /// User, host, port and database stay visible.
+    /// A URL (`scheme://user:password@host…`, parsed by `ConnectionURL`, the parser the Redis connection uses) or a
+    /// libpq `key=value` string with every secret replaced by `***`: the password (whatever characters it holds), a bare
+    /// Redis password, `password=` and `sslpassword=` parameters. User, host, port and database stay visible.
     public static func connectionString(_ text: String) -> String {
-        if let schemeEnd = text.range(of: "://") {
-            let afterScheme = text[schemeEnd.upperBound...]
-            let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-            let authority = afterScheme[..<authorityEnd]
-            var result = String(text[..<schemeEnd.upperBound])
-            if let at = authority.lastIndex(of: "@") {
-                let userinfo = authority[..<at]
-                if let colon = userinfo.firstIndex(of: ":") {
-                    result += userinfo[..<colon] + ":" + mask
-                } else if text.hasPrefix("redis") {
-                    result += mask  // redis://secret@host: the userinfo is the password
-                } else {
-                    result += userinfo
-                }
-                result += authority[at...]
-            } else {
-                result += authority
-            }
-            var rest = String(afterScheme[authorityEnd...])
-            rest = redactQueryParameter(rest, name: "password")
-            return result + rest
-        }
+        if let url = ConnectionURL(parsing: text) { return url.redacted(mask: mask) }
         return redactKeyValue(text)
     }
 
-    private static func redactQueryParameter(_ text: String, name: String) -> String {
-        guard let q = text.firstIndex(of: "?") else { return text }
-        let parts = text[text.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map { part -> String in
-            part.hasPrefix(name + "=") ? name + "=" + mask : String(part)
-        }
-        return text[...q] + parts.joined(separator: "&")
-    }
-
-    /// `password=secret` or `password='sec ret'` in a libpq key=value string.
+    /// `password=secret`, `sslpassword=secret` or `password='sec ret'` in a libpq key=value string.
     private static func redactKeyValue(_ text: String) -> String {
         var out = ""
         var chars = Array(text)[...]
@@ -64,7 +36,7 @@ public enum Redaction {
             } else {
                 while let c = chars.first, c != " " { value.append(c); chars.removeFirst() }
             }
-            out += key.lowercased() == "password" ? mask : value
+            out += ConnectionURL.secretParameters.contains(key.lowercased()) ? mask : value
         }
         return out
     }

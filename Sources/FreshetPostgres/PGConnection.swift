@@ -13,8 +13,10 @@ public final class PGConnection: @unchecked Sendable {
 
     deinit { PQfinish(handle) }
 
-    /// Connects (blocking) with TCP keepalives on, a 10 s connect timeout and `application_name=freshet`, unless the
-    /// connection string says otherwise.
+    /// Connects (blocking) with TCP keepalives on (first probe after 10 s idle, then every 5 s, dead after 3 misses),
+    /// `tcp_user_timeout` 10 s (sent data unacknowledged that long ends the connection: a silent partition is noticed
+    /// in seconds, not after the kernel's ~15 minutes of retransmissions), a 10 s connect timeout and
+    /// `application_name=freshet`, unless the connection string says otherwise.
     public static func connect(_ conninfo: String, applicationName: String = "freshet") throws(PostgresError) -> PGConnection {
         let defaults: [(String, String)] = [
             ("connect_timeout", "10"),
@@ -22,6 +24,7 @@ public final class PGConnection: @unchecked Sendable {
             ("keepalives_idle", "10"),
             ("keepalives_interval", "5"),
             ("keepalives_count", "3"),
+            ("tcp_user_timeout", "10000"),
             ("application_name", applicationName),
             ("dbname", conninfo),
         ]
@@ -78,6 +81,41 @@ public final class PGConnection: @unchecked Sendable {
             throw PostgresError(code: isConnected ? .queryFailed : .connectionLost, message: errorMessage)
         }
         defer { PQclear(result) }
+        return try rows(of: result)
+    }
+
+    /// Runs SQL, waiting for the answer at most `timeout` seconds (`poll()` on the socket, never a blocking read):
+    /// past it the connection counts as lost and must be dropped. Returns the last statement's rows.
+    @discardableResult
+    public func execute(_ sql: String, timeout: Double) throws(PostgresError) -> [[String?]] {
+        guard PQsendQuery(handle, sql) == 1 else {
+            throw PostgresError(code: isConnected ? .queryFailed : .connectionLost, message: errorMessage)
+        }
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while PQisBusy(handle) == 1 {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                throw PostgresError(code: .connectionLost, message: "no answer from PostgreSQL within \(timeout) s")
+            }
+            var fd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(max(1, min(Double(Int32.max), (Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18) * 1000)))
+            if poll(&fd, 1, ms) < 0 && errno != EINTR {
+                throw PostgresError(code: .connectionLost, message: "poll failed: errno \(errno)")
+            }
+            try consumeInput()
+        }
+        var rows: [[String?]] = []
+        var failure: PostgresError?
+        while let result = PQgetResult(handle) {
+            do { rows = try self.rows(of: result) } catch { failure = failure ?? error }
+            PQclear(result)
+        }
+        if let failure { throw failure }
+        return rows
+    }
+
+    /// A result's rows as text, or its error.
+    private func rows(of result: OpaquePointer) throws(PostgresError) -> [[String?]] {
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             return []

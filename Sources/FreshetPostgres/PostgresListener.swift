@@ -1,5 +1,6 @@
 import Foundation
 import FreshetCore
+import FreshetSystem
 import Glibc
 import Logging
 import ServiceLifecycle
@@ -17,6 +18,7 @@ public final class PostgresListener: Service, Sendable {
     private let conninfo: String
     private let channel: String
     private let checkInterval: Double
+    private let onQueueUsage: @Sendable (Double) -> Void
     private let logger: Logger
     private let wake = WakeSignal()
     private let state = Mutex(State())
@@ -28,11 +30,19 @@ public final class PostgresListener: Service, Sendable {
 
     /// - Parameters:
     ///   - conninfo: a libpq URL or key=value string.
-    ///   - capacity: events buffered before the thread stops reading (PostgreSQL then queues them).
-    public init(conninfo: String, channel: String, capacity: Int = 4096, checkInterval: Double = 5, logger: Logger) {
+    ///   - capacity: events buffered before the thread stops reading (PostgreSQL then queues them). The consumer
+    ///     never waits for Redis, so this only fills while the pipeline itself is busy.
+    ///   - checkInterval: seconds between health checks; a check that gets no answer within twice this ends the
+    ///     connection.
+    ///   - onQueueUsage: `pg_notification_queue_usage()` from each health check.
+    public init(
+        conninfo: String, channel: String, capacity: Int = 4096, checkInterval: Double = 5, logger: Logger,
+        onQueueUsage: @escaping @Sendable (Double) -> Void = { _ in }
+    ) {
         self.conninfo = conninfo
         self.channel = channel
         self.checkInterval = checkInterval
+        self.onQueueUsage = onQueueUsage
         self.logger = logger
         self.buffer = HandoffBuffer(capacity: capacity)
         self.events = ListenerEvents(buffer: buffer)
@@ -102,7 +112,8 @@ public final class PostgresListener: Service, Sendable {
     /// First it sends itself a probe NOTIFY and calls `verified` when the probe arrives: behind a transaction-mode
     /// PgBouncer, or on a standby, LISTEN never delivers, and that is reported instead of a silently dead listener.
     private func serve(_ connection: PGConnection, verified: () -> Bool) -> String {
-        var lastActivity = ContinuousClock.now
+        var lastCheck = ContinuousClock.now
+        var queueWarned = false
         var probe: String?
         var probeSent = ContinuousClock.now
         var probeWarned = false
@@ -144,10 +155,21 @@ public final class PostgresListener: Service, Sendable {
             do {
                 if fds[0].revents != 0 {
                     try connection.consumeInput()
-                    lastActivity = .now
-                } else if ContinuousClock.now - lastActivity >= .seconds(checkInterval) {
-                    try connection.execute("SELECT 1")
-                    lastActivity = .now
+                }
+                if ContinuousClock.now - lastCheck >= .seconds(checkInterval) {
+                    // A health check that cannot hang (a silent partition ends it), and the NOTIFY queue's fill:
+                    // when it is full, every commit that notifies fails, the application's included.
+                    let rows = try connection.execute("SELECT pg_catalog.pg_notification_queue_usage()", timeout: checkInterval * 2)
+                    lastCheck = .now
+                    if let text = rows.first?.first ?? nil, let usage = Double(text) {
+                        onQueueUsage(usage)
+                        if usage > 0.5 && !queueWarned {
+                            logger.warning("PostgreSQL's NOTIFY queue is more than half full; commits fail when it is full", metadata: [
+                                "usage": "\(text)", "hint": "a session that LISTENs and does not read (or a long transaction in a listening session) holds it",
+                            ])
+                        }
+                        queueWarned = usage > 0.5
+                    }
                 }
                 if probe != nil, ContinuousClock.now - probeSent >= .seconds(5) {
                     if !probeWarned {

@@ -14,10 +14,18 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// The error reply, for `commandFailed`.
+    public var reply: RedisErrorReply?
 
-    public init(code: Code, message: String) {
+    public init(code: Code, message: String, reply: RedisErrorReply? = nil) {
         self.code = code
         self.message = message
+        self.reply = reply
+    }
+
+    /// A command answered with an error reply.
+    public static func refused(_ command: String, _ reply: RedisErrorReply) -> RedisError {
+        RedisError(code: .commandFailed, message: "\(command) refused: \(reply)", reply: reply)
     }
 
     public var description: String { "Redis \(code): \(message)" }

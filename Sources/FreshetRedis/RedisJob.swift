@@ -6,6 +6,8 @@ public struct RedisJob: Sendable {
     public var event: ChangeEvent?
     /// Set on a gap repair job (its operations flush every template pattern): the cause, for the log and the resync.
     public var repairCause: String?
+    /// Its operations were dropped by a queue overflow (`redis_overflow`): only the event is left.
+    public var dropped = false
 
     public init(operations: [RedisOperation], event: ChangeEvent?, repairCause: String? = nil) {
         self.operations = operations
@@ -17,10 +19,9 @@ public struct RedisJob: Sendable {
 /// A job the writer has finished, in submission order.
 public struct RedisCompletion: Sendable {
     public var job: RedisJob
-    /// Operations Redis refused with an error reply (e.g. `WRONGTYPE`).
-    public var failures: Int
-    /// False when the job's event was released while Redis was away (its operations are still queued, or were
-    /// dropped with a gap recorded): subscribers are not held back beyond `redis.timeout`.
+    /// False when the job's event was released before Redis acknowledged every operation: Redis was away past
+    /// `redis.timeout` (its operations are still queued, or were dropped with a gap recorded), or refused one (a
+    /// `redis_refused` gap). Subscribers are not held back; the keys are put right by the retry or the repair.
     public var acknowledged: Bool
     /// Keys deleted by the job's pattern flushes.
     public var keysFlushed: Int
@@ -29,10 +30,16 @@ public struct RedisCompletion: Sendable {
 /// Counts what the writer does, for metrics and tests. Called on the writer's thread.
 public protocol RedisWriterObserver: Sendable {
     func commandsCompleted(action: String, ok: Int, failed: Int)
+    /// Redis answered a command with an error reply.
+    func errorReplied(_ reply: RedisErrorReply)
     func pendingChanged(_ pending: Int)
     func connectionChanged(connected: Bool)
     /// Keys deleted by a pattern flush (truncate, gap repair).
     func keysFlushed(_ count: Int)
-    /// The writer dropped its queue: `redis_overflow`, `redis_outage` or `shutdown`.
+    /// The writer recorded a gap: `redis_overflow`, `redis_outage`, `redis_refused` or `shutdown`.
     func gapRecorded(cause: String)
+    /// Operations dropped with a gap (their keys are repaired by the flush).
+    func operationsDropped(_ count: Int)
+    /// Items a full buffer dropped (`completions`: events the publisher could not take; a resync follows).
+    func bufferDropped(_ buffer: String, count: Int)
 }

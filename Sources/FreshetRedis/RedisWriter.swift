@@ -1,54 +1,44 @@
 import Foundation
 import FreshetCore
+import FreshetSystem
 import Logging
 import ServiceLifecycle
 
 /// Applies change jobs to Redis, in order, many commands per round trip, on one connection owned by one thread.
 ///
-/// `submit` queues a job (waiting while `maxPending` operations are queued); the thread pipelines what is queued and
-/// reports each job on `completions` once Redis acknowledged it.
+/// The parts: `RedisJobQueue` (submissions, never waiting; the `max_pending` bound), `RedisWriterState` (the outage
+/// and refusal rules, a value), `RedisExecutor` (runs a batch and checks every reply), and this thread loop that
+/// joins them. Each job is reported on `completions` once Redis acknowledged it, or once its event had to be
+/// released (Redis away past `timeout`, a refusal, or a gap); a gap's repair (flush every template pattern) is
+/// reported as a completion with `repairCause`, so that subscribers get a resync.
 ///
-/// While Redis is away (down, hung past `timeout`, or the connection killed) the jobs wait in a backlog and are retried
-/// in order on reconnect (UNLINK and SET are idempotent). Their events are released after `timeout`, so subscribers
-/// keep receiving changes. When the backlog passes `maxPending` operations or the outage `maxOutage` seconds, the
-/// backlog is dropped and a gap recorded; once Redis answers again every key matching the repair patterns is flushed
-/// and a repair completion (with `repairCause`) is reported, so that subscribers get a resync.
-///
-/// On graceful shutdown it flushes what is queued for at most `shutdownTimeout` seconds; what is left is logged as a gap.
+/// On graceful shutdown it flushes what is queued for at most `shutdownTimeout` seconds; what is left is a gap.
 public final class RedisWriter: Service, @unchecked Sendable {
     /// Completions in the order of the jobs, a batch at a time (a pipelined round trip's jobs together).
     public let completions: AsyncStream<[RedisCompletion]>
     private let completionSink: AsyncStream<[RedisCompletion]>.Continuation
     private let endpoint: RedisEndpoint
     private let timeout: Double
-    private let maxPending: Int
     private let maxOutage: Double
     private let shutdownTimeout: Double
     private let logger: Logger
     private let observer: RedisWriterObserver?
+    private let queue: RedisJobQueue
 
-    /// Guards everything below.
-    private let condition = NSCondition()
-    private var queue: [RedisJob] = []
-    private var queueHead = 0
-    /// Operations not yet acknowledged (queued or in the thread's backlog): the `freshet_redis_pending` gauge.
-    private var pendingOperations = 0
-    /// Operations in `queue`, not yet taken by the thread: what `submit` waits on.
-    private var queuedOperations = 0
-    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-    private var stopping = false
-    private var deadline: ContinuousClock.Instant?
-    private var connected = false
-    private var gapOpen = false
+    /// Guards the repair settings and the published state.
+    private let lock = NSLock()
     private var repairPatterns: [String] = []
     private var flushOnGap = true
+    /// The thread's state as last published, for `/readyz`.
+    private var published: RedisWriterState
+    private var answered = false
 
     /// Operations per pipelined round trip.
     static let batchLimit = 2048
-    /// Keys per SCAN step and per UNLINK in a pattern flush.
-    static let scanCount = 1000
     /// Seconds between PINGs while idle.
     static let idlePing = 2.0
+    /// Completion batches waiting for the publisher before the oldest are dropped (and subscribers told to resync).
+    public static let completionBuffer = 4096
 
     public init(
         endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
@@ -56,80 +46,47 @@ public final class RedisWriter: Service, @unchecked Sendable {
     ) {
         self.endpoint = endpoint
         self.timeout = timeout
-        self.maxPending = maxPending
         self.maxOutage = maxOutage
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         self.observer = observer
-        (completions, completionSink) = AsyncStream.makeStream(of: [RedisCompletion].self)
+        self.queue = RedisJobQueue(maxPending: maxPending)
+        self.published = RedisWriterState(timeout: timeout, maxOutage: maxOutage)
+        (completions, completionSink) = AsyncStream.makeStream(
+            of: [RedisCompletion].self, bufferingPolicy: .bufferingOldest(Self.completionBuffer)
+        )
     }
 
     /// The patterns a gap repair flushes (every configured key template), and whether it flushes at all (`on_gap`).
     public func configureRepair(patterns: [String], flush: Bool) {
-        condition.lock()
-        repairPatterns = patterns
-        flushOnGap = flush
-        condition.unlock()
+        lock.withLock {
+            repairPatterns = patterns
+            flushOnGap = flush
+        }
     }
 
-    /// Whether Redis answers and no gap of the writer's own waits for repair.
-    public var isConnected: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return connected && !gapOpen
+    /// Why `/readyz` must say 503 because of Redis: it does not answer, cannot take writes now, refused a command,
+    /// or a gap of the writer's own waits for repair. Empty when all is well.
+    public var notReadyReasons: [String] {
+        lock.withLock {
+            !answered && published.fault == nil ? ["Redis has not answered yet"] : published.notReadyReasons(now: .now)
+        }
     }
 
     /// Operations queued and not yet acknowledged.
-    public var pending: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return pendingOperations
+    public var pending: Int { queue.pendingOperations }
+
+    /// Queues a job. Never waits: past `maxPending` waiting operations the queue overflows (a `redis_overflow` gap).
+    public func submit(_ job: RedisJob) {
+        submit([job])
     }
 
-    /// Queues a job, waiting while the queue holds `maxPending` operations.
-    public func submit(_ job: RedisJob) async {
-        await submit([job])
-    }
-
-    /// Queues jobs in order (one statement's changes), waiting while the queue holds `maxPending` operations. The
-    /// writer sees them together, so they share pipelined round trips.
-    public func submit(_ jobs: [RedisJob]) async {
-        while !tryEnqueue(jobs) {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                if !waitForSpace(continuation) { continuation.resume() }
-            }
-        }
-    }
-
-    private func hasSpace() -> Bool {
-        queuedOperations < maxPending || queue.count == queueHead || stopping
-    }
-
-    private func tryEnqueue(_ jobs: [RedisJob]) -> Bool {
-        condition.lock()
-        guard hasSpace() else {
-            condition.unlock()
-            return false
-        }
-        queue.append(contentsOf: jobs)
-        var operations = 0
-        for job in jobs { operations += job.operations.count }
-        pendingOperations += operations
-        queuedOperations += operations
-        let pending = pendingOperations
-        condition.signal()
-        condition.unlock()
+    /// Queues jobs in order (one statement's changes); the writer sees them together, so they share round trips.
+    /// Never waits: past `maxPending` waiting operations the queue overflows (a `redis_overflow` gap).
+    public func submit(_ jobs: [RedisJob]) {
+        let (pending, dropped) = queue.submit(jobs)
         observer?.pendingChanged(pending)
-        return true
-    }
-
-    /// Parks the continuation until the thread frees space; false if there is space already.
-    private func waitForSpace(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        if hasSpace() { return false }
-        spaceWaiters.append(continuation)
-        return true
+        if dropped > 0 { observer?.operationsDropped(dropped) }
     }
 
     public func run() async throws {
@@ -143,308 +100,310 @@ public final class RedisWriter: Service, @unchecked Sendable {
 
     /// Flushes what is queued (for at most `shutdownTimeout`), then ends the thread and `completions`.
     public func stop() {
-        condition.lock()
-        if !stopping {
-            stopping = true
-            deadline = .now + .seconds(shutdownTimeout)
-        } else {
-            deadline = .now  // a second stop: give up at once
-        }
-        condition.broadcast()
-        condition.unlock()
+        queue.stop(timeout: shutdownTimeout)
     }
 
-    private func setConnected(_ value: Bool) {
-        condition.lock()
-        let changed = connected != value
-        connected = value
-        condition.unlock()
-        if changed { observer?.connectionChanged(connected: value) }
-    }
+    // MARK: - The writer thread
 
-    private func setGapOpen(_ value: Bool) {
-        condition.lock()
-        gapOpen = value
-        condition.unlock()
-    }
-
-    /// Removes `count` operations from the pending count and wakes waiting submitters.
-    private func release(operations count: Int) {
-        condition.lock()
-        pendingOperations -= count
-        let pending = pendingOperations
-        let waiters = spaceWaiters
-        spaceWaiters.removeAll()
-        condition.unlock()
-        observer?.pendingChanged(pending)
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// A job taken from the queue, and whether its completion was already reported (released during an outage).
+    /// A job taken from the queue, and whether its completion was already reported (released early).
     private struct Pending {
         var job: RedisJob
         var reported = false
     }
 
-    // MARK: - The writer thread
-
-    private func loop() {
-        var connection: RedisConnection? = ping(nil)  // connect at once, so readiness is known without waiting for work
-        var backoff = Backoff(base: 0.05, cap: 1)
+    /// Everything the thread owns; only the thread touches it.
+    private struct ThreadState {
+        var connection: RedisConnection?
+        var state: RedisWriterState
         var backlog: [Pending] = []
         var backlogOperations = 0
-        var outageSince: ContinuousClock.Instant? = connection == nil ? .now : nil
-        var gapCause: String?
-        var lastActivity = ContinuousClock.now
-        var failedAttempt: RedisError?
         var outbox: [RedisCompletion] = []
+        var lastActivity = ContinuousClock.now
+        var refusalLog = RefusalLog()
+        /// Completions were dropped (the buffer was full): a resync is owed.
+        var eventsDropped = false
 
-        func report(_ pending: inout Pending, acknowledged: Bool, failures: Int = 0, keys: Int = 0) {
-            guard !pending.reported else { return }
-            pending.reported = true
-            outbox.append(RedisCompletion(job: pending.job, failures: failures, acknowledged: acknowledged, keysFlushed: keys))
+        /// Reports the backlog's job at `index` (once).
+        mutating func report(_ index: Int, acknowledged: Bool, keys: Int = 0) {
+            guard !backlog[index].reported else { return }
+            backlog[index].reported = true
+            outbox.append(RedisCompletion(job: backlog[index].job, acknowledged: acknowledged, keysFlushed: keys))
         }
 
-        /// Hands the completions reported so far to `completions`, as one batch.
-        func deliver() {
-            guard !outbox.isEmpty else { return }
-            completionSink.yield(outbox)
-            outbox.removeAll(keepingCapacity: true)
+        /// Reports the events of every waiting job but gap repairs (released early).
+        mutating func releaseEvents() {
+            for i in backlog.indices where backlog[i].job.repairCause == nil { report(i, acknowledged: false) }
         }
+    }
 
-        func recordGap(_ cause: String, detail: String) {
-            for i in backlog.indices { report(&backlog[i], acknowledged: false) }
-            let dropped = backlogOperations
-            backlog.removeAll()
-            backlogOperations = 0
-            release(operations: dropped)
-            if gapCause == nil { gapCause = cause }
-            setGapOpen(true)
-            observer?.gapRecorded(cause: cause)
-            logger.error("Redis operations dropped; keys will be repaired when Redis answers", metadata: [
-                "gap": "\(cause)", "operations": "\(dropped)", "detail": "\(detail)",
-            ])
-        }
-
-        /// Called after every failed attempt while Redis is away: release events past `timeout`, record a gap past
-        /// `maxPending` operations or `maxOutage` seconds, back off. Returns false when shutting down past the deadline.
-        func outage(_ error: RedisError, stopping isStopping: Bool, pastDeadline: Bool) -> Bool {
-            setConnected(false)
-            let since = outageSince ?? .now
-            outageSince = since
-            let down = ContinuousClock.now - since
-            if isStopping && pastDeadline {
-                recordGap("shutdown", detail: "Redis unreachable at shutdown: \(error.message)")
-                return false
-            }
-            if down >= .seconds(timeout) {
-                for i in backlog.indices { report(&backlog[i], acknowledged: false) }
-            }
-            if backlogOperations > maxPending {
-                recordGap("redis_overflow", detail: "more than redis.max_pending (\(maxPending)) operations waiting")
-            } else if down >= .seconds(maxOutage), !backlog.isEmpty {
-                recordGap("redis_outage", detail: "Redis away for more than redis.max_outage (\(maxOutage)s)")
-            }
-            deliver()
-            let delay = backoff.next()
-            if backoff.attempt <= 1 || backoff.attempt % 20 == 0 {
-                logger.warning("cannot reach Redis; retrying", metadata: [
-                    "error": "\(error.message)", "waiting_operations": "\(backlogOperations)",
-                ])
-            }
-            Thread.sleep(forTimeInterval: min(delay, 0.25))
-            return true
-        }
-
+    private func loop() {
+        var t = ThreadState(state: RedisWriterState(timeout: timeout, maxOutage: maxOutage))
+        // Connect at once, so readiness is known without waiting for work.
+        ping(&t)
         while true {
-            deliver()
-            // 1. Take queued jobs: all of them while Redis is away (their events may have to be released), else a batch.
-            condition.lock()
-            if queue.count == queueHead && backlog.isEmpty && gapCause == nil && !stopping {
-                _ = condition.wait(until: Date().addingTimeInterval(connection == nil ? 0.25 : Self.idlePing))
+            deliver(&t)
+            let taken = queue.take(
+                limit: t.connection == nil ? Int.max : Self.batchLimit,  // all while away: their events may be released
+                wait: t.backlog.isEmpty && t.state.gapCause == nil,
+                idle: t.connection == nil ? 0.25 : Self.idlePing
+            )
+            for job in taken.jobs {
+                t.backlog.append(Pending(job: job))
+                t.backlogOperations += job.operations.count
             }
-            var limit = connection == nil ? Int.max : Self.batchLimit
-            var taken = 0
-            while queueHead < queue.count && limit > 0 {
-                let job = queue[queueHead]
-                backlog.append(Pending(job: job))
-                backlogOperations += job.operations.count
-                taken += job.operations.count
-                limit -= max(job.operations.count, 1)
-                queueHead += 1
+            if taken.overflowed {
+                dropBacklog(&t, cause: "redis_overflow", detail: "more than redis.max_pending (\(queue.maxPending)) operations waiting for Redis")
             }
-            if queueHead == queue.count {
-                queue.removeAll(keepingCapacity: queue.count < 65_536)
-                queueHead = 0
-            }
-            queuedOperations -= taken
-            let isStopping = stopping
-            let pastDeadline = deadline.map { ContinuousClock.now >= $0 } ?? false
-            let waiters = taken > 0 ? spaceWaiters : []
-            if taken > 0 { spaceWaiters.removeAll() }
-            condition.unlock()
-            for waiter in waiters { waiter.resume() }
+            let pastDeadline = taken.deadline.map { ContinuousClock.now >= $0 } ?? false
+            reportLeadingEmptyJobs(&t)
 
-            if backlog.isEmpty && gapCause == nil {
-                if isStopping { break }
-                if connection == nil || ContinuousClock.now - lastActivity >= .seconds(Self.idlePing) {
-                    connection = ping(connection)
-                    lastActivity = .now
-                    if connection == nil { outageSince = outageSince ?? .now } else { outageSince = nil }
-                }
+            if t.backlog.isEmpty && t.state.gapCause == nil {
+                if taken.stopping { break }
+                if t.connection == nil || ContinuousClock.now - t.lastActivity >= .seconds(Self.idlePing) { ping(&t) }
                 continue
             }
 
-            // 2. A connection, or the outage rules.
-            if connection == nil {
+            // A connection (connected is not answering: a hung Redis still accepts connections).
+            if t.connection == nil {
                 do {
-                    // Connected is not answering (a hung Redis still accepts connections): readiness waits for a reply.
-                    connection = try RedisConnection.connect(endpoint, timeout: timeout)
+                    t.connection = try RedisConnection.connect(endpoint, timeout: timeout)
                 } catch {
-                    if outage(error, stopping: isStopping, pastDeadline: pastDeadline) { continue } else { break }
+                    if fail(&t, .unreachable(error.message), stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
-            // 3. Repair a gap of the writer's own: flush every template pattern, then report it.
-            if let cause = gapCause {
-                condition.lock()
-                let patterns = flushOnGap ? repairPatterns : []
-                condition.unlock()
-                do {
-                    var keys = 0
-                    for pattern in patterns { keys += try RedisWriter.unlinkMatching(pattern, on: connection!) }
-                    observer?.keysFlushed(keys)
-                    var repair = Pending(job: RedisJob(operations: [], event: nil, repairCause: cause))
-                    report(&repair, acknowledged: true, keys: keys)
-                    gapCause = nil
-                    setConnected(true)
-                    outageSince = nil
-                    backoff.reset()
-                    setGapOpen(false)
-                    logger.warning("gap repaired", metadata: ["gap": "\(cause)", "keys_flushed": "\(keys)"])
-                } catch {
-                    connection = nil
-                    if outage(error, stopping: isStopping, pastDeadline: pastDeadline) { continue } else { break }
+            // A gap of the writer's own: flush every template pattern first, then report it.
+            if t.state.gapCause != nil {
+                if let fault = repair(&t) {
+                    if fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
-            // 4. Run the backlog in order, a pipelined batch at a time.
-            while !backlog.isEmpty {
-                var count = 0
-                var operations = 0
-                while count < backlog.count && (operations < Self.batchLimit || count == 0) {
-                    operations += backlog[count].job.operations.count
-                    count += 1
-                }
-                let steps = RedisBatch.steps(for: backlog[0..<count].map(\.job))
-                do {
-                    let result = try execute(steps, on: connection!)
-                    for i in 0..<count {
-                        report(&backlog[i], acknowledged: true, failures: result.failures > 0 ? min(result.failures, backlog[i].job.operations.count) : 0,
-                               keys: result.keysFlushed)
-                    }
-                    backlog.removeFirst(count)
-                    deliver()
-                    backlogOperations -= operations
-                    release(operations: operations)
-                    lastActivity = .now
-                    setConnected(true)
-                    if outageSince != nil {
-                        logger.info("Redis answers again; waiting operations applied")
-                        outageSince = nil
-                        backoff.reset()
-                    }
-                } catch {
-                    if outageSince == nil {
-                        logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
-                    }
-                    connection = nil
-                    failedAttempt = error
-                    break
-                }
-            }
-            if let error = failedAttempt {
-                failedAttempt = nil
-                if !outage(error, stopping: isStopping, pastDeadline: pastDeadline) { break }
+            // The backlog in order, a pipelined batch at a time.
+            if let fault = runBacklog(&t) {
+                if !fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline) { break }
             }
         }
-        deliver()
-        condition.lock()
-        let waiters = spaceWaiters
-        spaceWaiters.removeAll()
-        condition.unlock()
-        for waiter in waiters { waiter.resume() }
+        deliver(&t)
         completionSink.finish()
     }
 
-    private func ping(_ connection: RedisConnection?) -> RedisConnection? {
+    /// Hands the completions reported so far to `completions`, as one batch. When the publisher is so far behind
+    /// that the buffer is full, the batch is dropped and counted, and a resync (`events_dropped`) goes out as soon as
+    /// there is room again: subscribers never miss an event silently.
+    private func deliver(_ t: inout ThreadState) {
+        if t.eventsDropped {
+            let resync = RedisCompletion(job: RedisJob(operations: [], event: nil, repairCause: "events_dropped"), acknowledged: true, keysFlushed: 0)
+            if case .dropped = completionSink.yield([resync]) {
+                observer?.bufferDropped("completions", count: t.outbox.count)
+                t.outbox.removeAll(keepingCapacity: true)
+                return
+            }
+            t.eventsDropped = false
+        }
+        guard !t.outbox.isEmpty else { return }
+        if case .dropped = completionSink.yield(t.outbox) {
+            observer?.bufferDropped("completions", count: t.outbox.count)
+            logger.error("the event publisher is too far behind; events dropped, subscribers will be told to resync", metadata: [
+                "events": "\(t.outbox.count)",
+            ])
+            t.eventsDropped = true
+        }
+        t.outbox.removeAll(keepingCapacity: true)
+    }
+
+
+    /// Jobs with nothing to do (their operations were dropped by an overflow) complete as soon as nothing is ahead.
+    private func reportLeadingEmptyJobs(_ t: inout ThreadState) {
+        var count = 0
+        while count < t.backlog.count, t.backlog[count].job.operations.isEmpty, t.backlog[count].job.repairCause == nil {
+            t.report(count, acknowledged: !t.backlog[count].job.dropped)
+            count += 1
+        }
+        if count > 0 { t.backlog.removeFirst(count) }
+    }
+
+    /// Drops the backlog (its events are released) and opens a gap.
+    private func dropBacklog(_ t: inout ThreadState, cause: String, detail: String) {
+        t.releaseEvents()
+        // A pipeline repair job in the backlog stays: its flush is what the new gap needs too.
+        t.backlog.removeAll { $0.job.repairCause == nil }
+        let dropped = t.backlogOperations - t.backlog.reduce(0) { $0 + $1.job.operations.count }
+        t.backlogOperations -= dropped
+        observer?.pendingChanged(queue.release(dropped))
+        if dropped > 0 { observer?.operationsDropped(dropped) }
+        openGap(&t, cause: cause, detail: detail, operations: dropped)
+    }
+
+    private func openGap(_ t: inout ThreadState, cause: String, detail: String, operations: Int) {
+        t.state.openGap(cause)
+        publish(t.state)
+        observer?.gapRecorded(cause: cause)
+        logger.error("Redis operations not applied; every key of every template will be flushed when Redis takes writes", metadata: [
+            "gap": "\(cause)", "operations": "\(operations)", "detail": "\(detail)",
+        ])
+    }
+
+    /// After a failed attempt: the outage rules, then back off. Returns false when the thread must end (shutting
+    /// down past the deadline).
+    private func fail(_ t: inout ThreadState, _ fault: RedisWriterState.Fault, stopping: Bool, pastDeadline: Bool) -> Bool {
+        if case .notNow = fault { t.connection = nil }  // a failover may have moved the master behind this address
+        if case .unreachable = fault { t.connection = nil }
+        let decision = t.state.failed(fault, now: .now, hasBacklog: !t.backlog.isEmpty, stopping: stopping, pastDeadline: pastDeadline)
+        publish(t.state)
+        if decision.stop {
+            dropBacklog(&t, cause: "shutdown", detail: "Redis not writable at shutdown: \(fault.reason)")
+            return false
+        }
+        if decision.releaseEvents { t.releaseEvents() }
+        if let cause = decision.dropBacklog {
+            dropBacklog(&t, cause: cause, detail: "Redis not writable for more than redis.max_outage (\(maxOutage)s)")
+        }
+        deliver(&t)
+        observer?.connectionChanged(connected: false)
+        if decision.log {
+            logger.warning("Redis does not take writes; retrying", metadata: [
+                "reason": "\(fault.reason)", "waiting_operations": "\(t.backlogOperations)",
+            ])
+        }
+        Foundation.Thread.sleep(forTimeInterval: decision.delay)
+        return true
+    }
+
+    private func succeeded(_ t: inout ThreadState) {
+        t.lastActivity = .now
+        if t.state.succeeded() {
+            logger.info("Redis takes writes again; waiting operations applied")
+        }
+        publish(t.state)
+        observer?.connectionChanged(connected: true)
+    }
+
+    /// Flushes every template pattern (unless `on_gap: none`) and reports the repair; returns the fault when it could
+    /// not be done (the gap stays open and the repair is retried).
+    private func repair(_ t: inout ThreadState) -> RedisWriterState.Fault? {
+        let patterns = lock.withLock { flushOnGap ? repairPatterns : [] }
+        let executor = RedisExecutor(observer: observer)
+        let result: RedisExecutor.Result
         do {
-            let live = try connection ?? RedisConnection.connect(endpoint, timeout: timeout)
-            _ = try live.command(["PING"])
-            setConnected(true)
-            return live
+            result = try executor.run(patterns.map { .flush(pattern: $0) }, on: t.connection!)
         } catch {
-            if isConnected { logger.warning("Redis does not answer PING", metadata: ["error": "\(error)"]) }
-            setConnected(false)
+            return .unreachable(error.message)
+        }
+        logRefusals(result.refusals, in: &t)
+        if let reply = result.notNow { return .notNow(reply) }
+        if let reply = result.unrepaired { return .repairRefused(reply) }
+        let cause = t.state.repaired() ?? "unknown"
+        t.state.clearRefusal()  // Redis deleted every key it was asked to
+        t.outbox.append(RedisCompletion(
+            job: RedisJob(operations: [], event: nil, repairCause: cause), acknowledged: true, keysFlushed: result.keysFlushed
+        ))
+        succeeded(&t)
+        logger.warning("gap repaired", metadata: ["gap": "\(cause)", "keys_flushed": "\(result.keysFlushed)"])
+        return nil
+    }
+
+    /// Runs the backlog, a pipelined batch at a time, until it is empty or an attempt fails (returned).
+    private func runBacklog(_ t: inout ThreadState) -> RedisWriterState.Fault? {
+        let executor = RedisExecutor(observer: observer)
+        while !t.backlog.isEmpty {
+            var count = 0
+            var operations = 0
+            while count < t.backlog.count && (operations < Self.batchLimit || count == 0) {
+                operations += t.backlog[count].job.operations.count
+                count += 1
+            }
+            let steps = RedisBatch.steps(for: t.backlog[0..<count].map(\.job))
+            let result: RedisExecutor.Result
+            do {
+                result = try executor.run(steps, on: t.connection!)
+            } catch {
+                if t.state.outageSince == nil {
+                    logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
+                }
+                return .unreachable(error.message)
+            }
+            logRefusals(result.refusals, in: &t)
+            if let reply = result.notNow { return .notNow(reply) }  // nothing reported: the batch is retried whole
+            let refused = result.unrepaired != nil
+            for i in 0..<count {
+                t.report(i, acknowledged: !refused, keys: result.keysFlushed)
+            }
+            t.backlog.removeFirst(count)
+            t.backlogOperations -= operations
+            observer?.pendingChanged(queue.release(operations))
+            deliver(&t)
+            if let reply = result.unrepaired {
+                t.state.refused(reply, now: .now)
+                openGap(&t, cause: "redis_refused", detail: "Redis refused to delete a key: \(reply)", operations: 0)
+                succeeded(&t)
+                return nil  // the repair runs before the rest of the backlog
+            }
+            if result.refusals.isEmpty { t.state.clearRefusal() } else { t.state.refused(result.refusals[0].reply, now: .now) }
+            succeeded(&t)
+        }
+        return nil
+    }
+
+    private func ping(_ t: inout ThreadState) {
+        do throws(RedisError) {
+            let live: RedisConnection
+            if let existing = t.connection { live = existing } else { live = try RedisConnection.connect(endpoint, timeout: timeout) }
+            let reply = try live.command(["PING"])
+            if case .error(let text) = reply {
+                // A server that refuses PING (LOADING, NOAUTH after a restart, …) is not writable either.
+                t.connection = nil
+                _ = t.state.failed(.notNow(RedisErrorReply(text)), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+            } else {
+                t.connection = live
+                if t.state.succeeded() { logger.info("Redis answers again") }
+            }
+        } catch {
+            if t.state.fault == nil { logger.warning("Redis does not answer PING", metadata: ["error": "\(error.message)"]) }
+            t.connection = nil
+            _ = t.state.failed(.unreachable(error.message), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+        }
+        t.lastActivity = .now
+        publish(t.state)
+        observer?.connectionChanged(connected: t.state.fault == nil)
+    }
+
+    private func publish(_ state: RedisWriterState) {
+        lock.withLock {
+            published = state
+            answered = answered || state.fault == nil
+        }
+    }
+
+    /// Logs error replies once per burst: the first of each reply word, then at most one line every 10 s with the
+    /// count since. The key's template pattern is logged, never a value (nor the key's own values).
+    private func logRefusals(_ refusals: [RedisExecutor.Refusal], in t: inout ThreadState) {
+        guard !refusals.isEmpty else { return }
+        let patterns = lock.withLock { repairPatterns }
+        for refusal in refusals {
+            guard let suppressed = t.refusalLog.shouldLog(refusal.reply.word, now: .now) else { continue }
+            let pattern = refusal.action == "flush" ? refusal.key : (patterns.first { Glob.matches($0, refusal.key) } ?? "?")
+            logger.error("Redis refused a command", metadata: [
+                "action": "\(refusal.action)", "key_pattern": "\(pattern)", "reply": "\(refusal.reply)",
+                "similar_since_last_line": "\(suppressed)",
+            ])
+        }
+    }
+}
+
+/// Rate-limits the refusal log: one line per reply word per `interval`, counting what it held back.
+struct RefusalLog {
+    static let interval = 10.0
+    private var last: [String: (at: ContinuousClock.Instant, suppressed: Int)] = [:]
+
+    /// The number of refusals held back since the last line, when this one is to be logged; nil to stay quiet.
+    mutating func shouldLog(_ word: String, now: ContinuousClock.Instant) -> Int? {
+        if let entry = last[word], now - entry.at < .seconds(Self.interval) {
+            last[word]!.suppressed += 1
             return nil
         }
-    }
-
-    /// Runs the steps; returns how many operations Redis refused and how many keys pattern flushes deleted.
-    /// Throws when the connection is lost.
-    private func execute(_ steps: [RedisBatch.Step], on connection: RedisConnection) throws(RedisError) -> (failures: Int, keysFlushed: Int) {
-        var failures = 0
-        var flushed = 0
-        for step in steps {
-            switch step {
-            case .pipeline(let operations):
-                for operation in operations {
-                    try connection.append(operation.arguments!)
-                }
-                var ok: [String: Int] = [:]
-                var failed: [String: Int] = [:]
-                for operation in operations {
-                    if case .error(let message) = try connection.reply() {
-                        failed[operation.action, default: 0] += 1
-                        failures += 1
-                        logger.error("Redis refused a command", metadata: [
-                            "action": "\(operation.action)", "key": "\(operation.key)", "error": "\(message)",
-                        ])
-                    } else {
-                        ok[operation.action, default: 0] += 1
-                    }
-                }
-                for action in Set(ok.keys).union(failed.keys) {
-                    observer?.commandsCompleted(action: action, ok: ok[action] ?? 0, failed: failed[action] ?? 0)
-                }
-            case .flush(let pattern):
-                let deleted = try RedisWriter.unlinkMatching(pattern, on: connection)
-                flushed += deleted
-                observer?.commandsCompleted(action: "flush", ok: 1, failed: 0)
-                observer?.keysFlushed(deleted)
-                logger.info("flushed keys by pattern", metadata: ["pattern": "\(pattern)", "keys": "\(deleted)"])
-            }
-        }
-        return (failures, flushed)
-    }
-
-    /// SCAN + UNLINK every key matching `pattern`; returns how many were deleted. Never uses KEYS, and pauses briefly
-    /// between full batches so that Redis stays responsive to the application.
-    public static func unlinkMatching(_ pattern: String, on connection: RedisConnection) throws(RedisError) -> Int {
-        var cursor = "0"
-        var deleted = 0
-        repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", String(scanCount)])
-            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text, case .array(let keys) = parts[1] else {
-                throw RedisError(code: .commandFailed, message: "unexpected SCAN reply: \(reply)")
-            }
-            cursor = next
-            let names = keys.compactMap(\.text)
-            if !names.isEmpty {
-                if case .integer(let n) = try connection.command(["UNLINK"] + names) { deleted += Int(n) }
-                if names.count >= scanCount / 2 { Thread.sleep(forTimeInterval: 0.001) }
-            }
-        } while cursor != "0"
-        return deleted
+        let suppressed = last[word]?.suppressed ?? 0
+        last[word] = (now, 0)
+        return suppressed
     }
 }

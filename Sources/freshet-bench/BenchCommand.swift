@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FreshetCore
+import FreshetSystem
 
 /// `freshet-bench`: measures a real Freshet against a real PostgreSQL and Redis on this machine, next to the machine's
 /// own limits (a bare LISTEN loop, pipelined UNLINK), and prints each target's median over several runs.

@@ -1,6 +1,7 @@
 import CEpoll
 import Foundation
 import FreshetCore
+import FreshetSystem
 import Glibc
 import Synchronization
 

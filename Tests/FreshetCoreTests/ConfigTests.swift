@@ -162,6 +162,15 @@ import Foundation
         ("host=db password='s3 cret' dbname=app", "host=db password=*** dbname=app"),
         ("redis://:pw@cache:6379/0", "redis://:***@cache:6379/0"),
         ("postgresql://db/app?password=s3cret&sslmode=require", "postgresql://db/app?password=***&sslmode=require"),
+        // Passwords with the URL's own delimiters, unescaped or escaped, are hidden whole.
+        ("redis://:pa/ss@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("redis://u:p@ss:w#rd?x@cache", "redis://u:***@cache"),
+        ("redis://:p%2Fs%40s@cache/1", "redis://:***@cache/1"),
+        ("redis://bare-secret@cache", "redis://***@cache"),
+        ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock?db=1&password=***"),
+        ("postgresql://app:pa/ss@db/app", "postgresql://app:***@db/app"),
+        ("postgresql://db/app?sslpassword=k3y&password=x@y", "postgresql://db/app?sslpassword=***&password=***"),
+        ("host=db sslpassword=k3y password=s3cret", "host=db sslpassword=*** password=***"),
     ])
     func hidesPasswords(_ input: String, _ expected: String) {
         #expect(Redaction.connectionString(input) == expected)
@@ -177,6 +186,10 @@ import Foundation
         #expect(bare.address == .tcp(host: "127.0.0.1", port: 6379) && bare.database == 0)
         let unix = try RedisEndpoint(parsing: "unix:///run/redis.sock?db=3")
         #expect(unix.address == .unix(path: "/run/redis.sock") && unix.database == 3)
+        let slashed = try RedisEndpoint(parsing: "redis://:pa/ss#@cache")
+        #expect(slashed.address == .tcp(host: "cache", port: 6379) && slashed.password == "pa/ss#" && slashed.username == nil)
+        let bareSecret = try RedisEndpoint(parsing: "redis://s3cret@cache")
+        #expect(bareSecret.password == "s3cret" && bareSecret.username == nil)
         #expect(throws: RedisEndpoint.ParseError.self) { try RedisEndpoint(parsing: "http://x") }
         #expect(throws: RedisEndpoint.ParseError.self) { try RedisEndpoint(parsing: "redis://x:notaport") }
     }

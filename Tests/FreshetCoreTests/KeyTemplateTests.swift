@@ -56,3 +56,17 @@ import Testing
         #expect(!TopicPattern("users/*").isCovered(by: TopicPattern("users/1")))
     }
 }
+
+/// Redis glob matching, used to name a key's template in logs.
+struct GlobTests {
+    @Test func matchesWhatSCANMatches() {
+        #expect(Glob.matches("user:*", "user:42"))
+        #expect(Glob.matches("org:*:members", "org:7:members"))
+        #expect(!Glob.matches("org:*:members", "org:7:owners"))
+        #expect(Glob.matches("a?c", "abc"))
+        #expect(Glob.matches(#"lit\*:*"#, "lit*:1"))
+        #expect(!Glob.matches(#"lit\*:*"#, "litx:1"))
+        #expect(Glob.matches("*", ""))
+        #expect(!Glob.matches("user:*", "users:1"))
+    }
+}

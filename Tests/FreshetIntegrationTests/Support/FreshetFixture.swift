@@ -24,7 +24,7 @@ final class FreshetFixture: @unchecked Sendable {
     init(
         databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
         redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true,
-        heartbeat: Double = 1
+        heartbeat: Double = 1, metrics: Bool = false
     ) throws {
         let redis = try redisURL ?? TestServers.require().redis
         self.databaseURL = databaseURL
@@ -47,7 +47,7 @@ final class FreshetFixture: @unchecked Sendable {
         let config = try FreshetConfig.parse(yaml: yaml)
         var logger = Logger(label: "freshet-test")
         logger.logLevel = ProcessInfo.processInfo.environment["FRESHET_TEST_LOG"] == nil ? .critical : .debug
-        app = try FreshetApplication(config: config, options: RunOptions(installTriggers: install, signals: []), logger: logger)
+        app = try FreshetApplication(config: config, options: RunOptions(installTriggers: install, metrics: metrics ? TestMetrics.shared : nil, signals: []), logger: logger)
     }
 
     /// Starts the app and waits until `/readyz` would answer 200.

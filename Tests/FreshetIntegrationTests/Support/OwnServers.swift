@@ -10,11 +10,14 @@ import Testing
 final class OwnRedis: @unchecked Sendable {
     let port = TestServers.freePort()
     let dir: URL
+    /// More `redis-server` arguments (e.g. `--maxmemory`).
+    let extraArguments: [String]
     private var process: Process?
 
     var url: String { "redis://127.0.0.1:\(port)/0" }
 
-    init() async throws {
+    init(_ extraArguments: [String] = []) async throws {
+        self.extraArguments = extraArguments
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try await start()
@@ -24,7 +27,7 @@ final class OwnRedis: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                       "--appendfsync", "always", "--dir", dir.path]
+                       "--appendfsync", "always", "--dir", dir.path] + extraArguments
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
