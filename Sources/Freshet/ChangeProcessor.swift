@@ -20,8 +20,9 @@ struct ChangeProcessor: Sendable {
         } catch {
             metrics.rejected(reason: error.reason)
             stats?.countRejected()
+            // The payload is row data (possibly personal): log its size, never its text.
             logger.error("skipped a notification that is not a Freshet change", metadata: [
-                "reason": "\(error.reason)", "detail": "\(error.detail)", "payload": "\(payload.prefix(200))",
+                "reason": "\(error.reason)", "detail": "\(error.detail)", "payload_bytes": "\(payload.utf8.count)",
             ])
             return []
         }
@@ -30,7 +31,8 @@ struct ChangeProcessor: Sendable {
             metrics.rejected(reason: "unknown_table")
             stats?.countRejected()
             logger.error("skipped a change for a table that is not configured", metadata: [
-                "schema": "\(first.schema)", "table": "\(first.table)",
+                "schema": "\(first.schema)", "table": "\(first.table)", "op": "\(first.op.rawValue)",
+                "payload_bytes": "\(payload.utf8.count)",
             ])
             return []
         }
@@ -38,7 +40,11 @@ struct ChangeProcessor: Sendable {
         plans.reserveCapacity(changes.count)
         for var change in changes {
             if Planner.needsReadBack(change, table: table) {
-                change = await readBack(change, table: table)
+                guard let row = await readBack(change, table: table) else {
+                    plans.append(Planner.planIncomplete(change, table: table))
+                    continue
+                }
+                change = Planner.complete(change, readBack: row)
             }
             let plan = Planner.plan(change, table: table)
             if change.overflow {
@@ -52,20 +58,20 @@ struct ChangeProcessor: Sendable {
         return plans
     }
 
-    /// Completes a change whose row data was cut to fit the notification by reading the row back by key.
-    private func readBack(_ change: Change, table: ResolvedTable) async -> Change {
+    /// Reads back by key the row of a change whose row data was cut to fit the notification: the row, `.some(nil)`
+    /// when the row is gone, `nil` when it could not be read (then its keys are deleted, not rewritten, and the event
+    /// is marked incomplete).
+    private func readBack(_ change: Change, table: ResolvedTable) async -> JSONObject?? {
         let key = (change.new ?? change.old ?? [:]).projected(table.keyColumns)
         do {
-            let row = try await queries.run { connection throws(PostgresError) in
+            return try await queries.run { connection throws(PostgresError) in
                 try RowReader.read(table, key: key, on: connection)
             }
-            return Planner.complete(change, readBack: row)
         } catch {
-            // Without the row, act on what the payload has: delete the keys instead of rewriting them.
-            logger.error("cannot read back an oversized row; deleting its keys instead", metadata: [
-                "table": "\(table.name)", "error": "\(error)",
+            logger.error("cannot read back an oversized row; deleting its keys and sending the event as incomplete", metadata: [
+                "table": "\(table.name)", "op": "\(change.op.rawValue)", "error": "\(error)",
             ])
-            return Planner.complete(change, readBack: nil)
+            return nil
         }
     }
 }

@@ -15,7 +15,9 @@ public struct ChangeEvent: Sendable, Equatable {
     public var at: String
     /// The Redis keys acted on, when the table sets `sse.show_keys`.
     public var redis: [String]?
-    /// Set when the trigger could not send the row's key: the whole table was invalidated.
+    /// Set when Freshet could not learn everything about the change: the trigger could not send the row's key (the
+    /// whole table was invalidated; `key` is empty), or the row could not be read back (its keys were deleted, not
+    /// rewritten; no `row`). Subscribers refetch.
     public var incomplete: Bool
 
     public init(
@@ -34,8 +36,8 @@ public struct ChangeEvent: Sendable, Equatable {
         self.incomplete = incomplete
     }
 
-    /// Whether the event concerns every row of its table (truncate, or an event whose key is unknown).
-    public var concernsWholeTable: Bool { op == .truncate || incomplete }
+    /// Whether the event concerns every row of its table (truncate, or an incomplete event whose key is unknown).
+    public var concernsWholeTable: Bool { op == .truncate || (incomplete && key.isEmpty) }
 
     /// The event as a JSON object, fields in contract order.
     public var json: JSONObject {

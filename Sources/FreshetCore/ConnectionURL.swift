@@ -87,6 +87,41 @@ public struct ConnectionURL: Sendable, Equatable {
         return out
     }
 
+    /// The URL with its user and password percent-escaped where RFC 3986 wants it, so that libpq (whose userinfo
+    /// ends at the first `/`) reads a password with `/`, `@`, `#`, `?` or `:` as this parser does. Escapes already
+    /// there are kept.
+    public var normalized: String {
+        var out = scheme + "://"
+        if let user {
+            out += Self.escaped(user)
+            if let password { out += ":" + Self.escaped(password) }
+            out += "@"
+        }
+        out += location
+        if !query.isEmpty {
+            out += "?" + query.map { item in item.value.map { item.name + "=" + $0 } ?? item.name }.joined(separator: "&")
+        }
+        return out
+    }
+
+    private static func escaped(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        var out = ""
+        var i = 0
+        func isHex(_ b: UInt8) -> Bool { (b >= 48 && b <= 57) || (b >= 65 && b <= 70) || (b >= 97 && b <= 102) }
+        while i < bytes.count {
+            let b = bytes[i]
+            let unreserved = (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || (b >= 48 && b <= 57) || b == 45 || b == 46 || b == 95 || b == 126
+            if unreserved || (b == 37 && i + 2 < bytes.count && isHex(bytes[i + 1]) && isHex(bytes[i + 2])) {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            } else {
+                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+            i += 1
+        }
+        return out
+    }
+
     /// `%XX` sequences decoded; invalid ones left as they are.
     public static func decoded(_ text: String) -> String {
         var bytes: [UInt8] = []
@@ -101,5 +136,11 @@ public struct ConnectionURL: Sendable, Equatable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -91,6 +91,27 @@ public enum Planner {
         return ChangePlan(operations: operations, event: event)
     }
 
+    /// A partial change whose row could not be read back (an error, not "row gone"): the op is kept (a live row is
+    /// never reported deleted), every key it renders, old and new, is deleted rather than rewritten (the application
+    /// refills them from the database), and the event carries `incomplete: true` and no row, so subscribers refetch.
+    public static func planIncomplete(_ change: Change, table: ResolvedTable) -> ChangePlan {
+        var operations: [RedisOperation] = []
+        for rule in table.config.redis {
+            for row in [change.old, change.new] {
+                if let key = row.flatMap({ rule.key.render($0) }), !operations.contains(.unlink(key)) {
+                    operations.append(.unlink(key))
+                }
+            }
+        }
+        var complete = change
+        complete.partial = false
+        var event = plan(complete, table: table).event
+        event.row = nil
+        event.incomplete = true
+        event.redis = table.config.sse.showKeys ? operations.map(\.key) : nil
+        return ChangePlan(operations: operations, event: event)
+    }
+
     /// Whether a partial change must be completed by reading the row back by key before planning.
     public static func needsReadBack(_ change: Change, table: ResolvedTable) -> Bool {
         change.partial && !change.overflow && (change.op == .insert || change.op == .update) && table.needsRowData

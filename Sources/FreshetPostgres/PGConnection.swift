@@ -26,7 +26,7 @@ public final class PGConnection: @unchecked Sendable {
             ("keepalives_count", "3"),
             ("tcp_user_timeout", "10000"),
             ("application_name", applicationName),
-            ("dbname", conninfo),
+            ("dbname", Self.normalized(conninfo)),
         ]
         let keywords = defaults.map { strdup($0.0) }
         let values = defaults.map { strdup($0.1) }
@@ -44,6 +44,13 @@ public final class PGConnection: @unchecked Sendable {
             throw PostgresError(code: .connectionFailed, message: connection.errorMessage)
         }
         return connection
+    }
+
+    /// A `postgresql://` URL with its password escaped as libpq needs (see `ConnectionURL.normalized`); other
+    /// strings as they are.
+    static func normalized(_ conninfo: String) -> String {
+        guard let url = ConnectionURL(parsing: conninfo), url.scheme.hasPrefix("postgres") else { return conninfo }
+        return url.normalized
     }
 
     var errorMessage: String {

@@ -175,6 +175,13 @@ import Foundation
     func hidesPasswords(_ input: String, _ expected: String) {
         #expect(Redaction.connectionString(input) == expected)
     }
+
+    @Test func normalizedURLsEscapeThePasswordAndKeepEscapes() throws {
+        let url = try #require(ConnectionURL(parsing: "postgresql://app:pa/ss@w#rd%41@db:5432/app?sslmode=require"))
+        #expect(url.password == "pa/ss@w#rd%41")
+        #expect(url.normalized == "postgresql://app:pa%2Fss%40w%23rd%41@db:5432/app?sslmode=require")
+        #expect(ConnectionURL.decoded("pa%2Fss%40w%23rd%41") == "pa/ss@w#rdA")
+    }
 }
 
 @Suite struct RedisEndpointTests {

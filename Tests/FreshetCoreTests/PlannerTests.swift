@@ -107,6 +107,19 @@ import Testing
         #expect(Set(plan.operations) == [.unlink("user:1"), .unlink("user:1:card"), .unlink("org:7:members"), .unlink("org:8:members")])
     }
 
+    @Test func aPartialChangeThatCannotBeReadBackKeepsItsOpAndDeletesItsKeys() throws {
+        let table = try Self.table()
+        let partial = Change(op: .update, schema: "public", table: "users", at: "t",
+                             old: ["id": .number("1"), "org_id": .number("7")], new: ["id": .number("1"), "org_id": .number("8")], partial: true)
+        let plan = Planner.planIncomplete(partial, table: table)
+        #expect(plan.event.op == .update)  // never "deleted" for a live row
+        #expect(plan.event.incomplete && plan.event.row == nil)
+        #expect(plan.event.key == ["id": .number("1")])
+        #expect(!plan.event.concernsWholeTable)  // routed by its own topics
+        #expect(plan.operations.allSatisfy { if case .unlink = $0 { true } else { false } })  // nothing rewritten
+        #expect(Set(plan.operations) == [.unlink("user:1"), .unlink("user:1:card"), .unlink("org:7:members"), .unlink("org:8:members")])
+    }
+
     @Test func minimalColumnsCoverKeysAndTemplates() throws {
         let table = try Self.table()
         #expect(table.minimalColumns == ["id", "org_id"])

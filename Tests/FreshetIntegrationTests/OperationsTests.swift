@@ -133,6 +133,47 @@ struct OperationsTests {
     }
 }
 
+extension OperationsTests {
+    /// Passwords holding the URL's own delimiters (`/`, `@`, `:`, `#`, `?`, escapes) never show: not in
+    /// `run --print-config`, not in `check`, not in any log line; and the PostgreSQL one still connects.
+    @Test func passwordsWithDelimitersNeverAppearAnywhere() async throws {
+        try await TestServers.withDatabase { url in
+            try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY)")
+            let pgSecret = "pg/Se@c:r#t%3F"
+            let redisSecret = "rd/Se@c:r#t"
+            let fragments = ["pg/Se", "Se@c", "c:r#t", "rd/Se", "r#t", "%3F"]
+            let pgURL = url.replacingOccurrences(of: "://postgres@", with: "://postgres:\(pgSecret)@")  // trust auth: any password
+            let port = TestServers.freePort()
+            let config = try writeConfig("""
+                postgres: {url: "\(pgURL)"}
+                redis: {url: "redis://:\(redisSecret)@127.0.0.1:1/0", timeout: 0.2}
+                http: {listen: "127.0.0.1:\(port)"}
+                log: {format: json}
+                tables: [{name: users, redis: [{key: "sec:{id}"}]}]
+                """)
+            func expectHidden(_ text: String, _ what: String) {
+                for fragment in fragments { #expect(!text.contains(fragment), "\(what) shows \(fragment): \(text)") }
+            }
+            let printed = try await CLIProcess.run(["run", "--print-config", "--config", config])
+            #expect(printed.status == 0)
+            expectHidden(printed.stdout + printed.stderr, "--print-config")
+            #expect(printed.stdout.contains("postgres:***@") && printed.stdout.contains("redis://:***@127.0.0.1:1/0"))
+
+            let check = try await CLIProcess.run(["check", "--config", config])
+            #expect(check.stdout.contains("ok    PostgreSQL"), "\(check.stdout) \(check.stderr)")  // the escaped URL connects
+            #expect(check.stdout.contains("FAIL  Redis"))
+            expectHidden(check.stdout + check.stderr, "check")
+
+            let run = try CLIProcess(["run", "--config", config])
+            defer { run.signal(SIGKILL) }
+            try await eventually("a Redis warning in the log", timeout: 15) { run.stderr.contains("Redis") }
+            run.signal(SIGTERM)
+            _ = try await run.wait(timeout: 15)
+            expectHidden(run.stderr, "the log")
+        }
+    }
+}
+
 final class LockedLines: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
