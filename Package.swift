@@ -133,6 +133,15 @@ let package = Package(
             name: "FreshetCoreTests",
             dependencies: ["FreshetCore"]
         ),
+        // The SSE write path's bounds, on an embedded event loop.
+        .testTarget(
+            name: "FreshetHTTPTests",
+            dependencies: [
+                "FreshetHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         // The Redis writer's rules and batching, without a server.
         .testTarget(
             name: "FreshetRedisTests",

@@ -21,8 +21,8 @@ public final class EventHub: Service, Sendable {
     private let heartbeat: Double
     private let logger: Logger
     private let state: Mutex<State>
-    private let metrics = HubMetrics()
-    private let writeQueues = LoopWriteQueues()
+    private let metrics: HubMetrics
+    private let writeQueues: LoopWriteQueues
 
     struct Stored {
         var sequence: UInt64
@@ -53,6 +53,9 @@ public final class EventHub: Service, Sendable {
         self.heartbeat = heartbeat
         self.logger = logger
         self.state = Mutex(State())
+        let metrics = HubMetrics()
+        self.metrics = metrics
+        self.writeQueues = LoopWriteQueues(dropped: metrics.loopQueueDropped)
     }
 
     /// Sets, for each table name, its topic templates as shapes, so that a whole-table event (truncate) reaches
@@ -177,9 +180,20 @@ public final class EventHub: Service, Sendable {
                 let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1
                 if let lastSeen, lastSeen.epoch == epoch, lastSeen.sequence <= state.sequence,
                    lastSeen.sequence + 1 >= oldest, lastSeen.sequence >= state.gapSequence {
+                    // The replay counts against the client's buffer like live events: past it, a resync instead.
+                    var replay: [ByteBuffer] = []
+                    var bytes = 0
                     for stored in state.ring[state.ringStart...] where stored.sequence > lastSeen.sequence
                         && request.wants(topics: stored.topics, wholeTableShapes: stored.wholeTableShapes) {
-                        enqueue(stored.bytes, to: subscriber, direct: &direct)
+                        replay.append(stored.bytes)
+                        bytes += stored.bytes.readableBytes
+                        if bytes > clientBuffer { break }
+                    }
+                    if bytes > clientBuffer {
+                        metrics.replayDropped.increment()
+                        enqueue(resyncBytes(sequence: state.sequence, reason: "missed events exceed http.client_buffer"), to: subscriber, direct: &direct)
+                    } else {
+                        for buffer in replay { enqueue(buffer, to: subscriber, direct: &direct) }
                     }
                 } else {
                     let reason = lastSeen == nil ? "unknown event id" : (lastSeen!.epoch != epoch ? "Freshet restarted" : "events missed")
@@ -294,6 +308,10 @@ struct HubMetrics: Sendable {
     /// Trigger time → handed to the subscribers' streams.
     let lag = Metrics.Timer(label: "freshet_sse_lag_seconds")
     let droppedSlow = Counter(label: "freshet_sse_subscribers_dropped_total", dimensions: [("reason", "slow")])
+    /// Deliveries an event loop's full write queue dropped (their subscribers are dropped as too slow).
+    let loopQueueDropped = Counter(label: "freshet_buffer_dropped_total", dimensions: [("buffer", "loop_write_queue")])
+    /// Resumes whose replay was larger than `http.client_buffer` (they got a resync instead).
+    let replayDropped = Counter(label: "freshet_buffer_dropped_total", dimensions: [("buffer", "replay")])
     /// The last `at` parsed: a statement's changes share it.
     let lastAt = TimestampCache()
 }

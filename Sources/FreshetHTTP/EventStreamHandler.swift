@@ -81,6 +81,16 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return true
     }
 
+    /// Drops the subscriber as too slow (its events were dropped on the way). On the event loop.
+    func dropAsSlow() {
+        guard !dropped else { return }
+        dropped = true
+        subscriber?.slow()
+    }
+
+    /// Whether the subscriber was dropped for falling behind.
+    var isDropped: Bool { dropped }
+
     /// Sends what `writeEvent` wrote: one socket write for everything a batch held. On the event loop.
     func flush() {
         context?.flush()

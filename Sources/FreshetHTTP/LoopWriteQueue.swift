@@ -1,3 +1,4 @@
+import Metrics
 import NIOCore
 import Synchronization
 
@@ -21,11 +22,14 @@ struct DirectWrites {
 /// The event-loop write queues of a hub, one per event loop.
 final class LoopWriteQueues: Sendable {
     private let queues = Mutex<[ObjectIdentifier: LoopWriteQueue]>([:])
+    private let dropped: Counter
+
+    init(dropped: Counter) { self.dropped = dropped }
 
     func queue(for loop: any EventLoop) -> LoopWriteQueue {
         queues.withLock { queues in
             if let queue = queues[ObjectIdentifier(loop)] { return queue }
-            let queue = LoopWriteQueue(loop: loop)
+            let queue = LoopWriteQueue(loop: loop, dropped: dropped)
             queues[ObjectIdentifier(loop)] = queue
             return queue
         }
@@ -37,24 +41,50 @@ final class LoopWriteQueues: Sendable {
 /// `minimumInterval` apart: an event after a quiet spell goes out at once, but at thousands of events a second each
 /// subscriber gets one socket write per millisecond instead of one per event (a socket write on loopback costs more
 /// than the event itself).
+///
+/// Bounded: a loop that does not get to run (stalled by something else on it) holds at most `limit` events; the
+/// subscribers of any event past that are dropped as too slow (each gets its resync and is closed once the loop runs)
+/// and the deliveries are counted in `freshet_buffer_dropped_total{buffer="loop_write_queue"}`.
 final class LoopWriteQueue: Sendable {
     let loop: any EventLoop
+    let limit: Int
     static let minimumInterval = TimeAmount.milliseconds(1)
-    private let state = Mutex<(entries: [(ByteBuffer, [EventStreamHandler])], scheduled: Bool, lastDrain: NIODeadline)>(
-        ([], false, .uptimeNanoseconds(0))
-    )
+    /// Events waiting per loop before their subscribers are dropped.
+    static let defaultLimit = 65_536
+    private let dropped: Counter?
+    private let state = Mutex<State>(State())
 
-    init(loop: any EventLoop) {
-        self.loop = loop
+    struct State {
+        var entries: [(ByteBuffer, [EventStreamHandler])] = []
+        /// Subscribers whose events the bound dropped: dropped as too slow on the next drain.
+        var overflowed: [ObjectIdentifier: EventStreamHandler] = [:]
+        var scheduled = false
+        var lastDrain = NIODeadline.uptimeNanoseconds(0)
     }
 
+    init(loop: any EventLoop, limit: Int = LoopWriteQueue.defaultLimit, dropped: Counter? = nil) {
+        self.loop = loop
+        self.limit = limit
+        self.dropped = dropped
+    }
+
+    /// Events waiting for the next drain.
+    var waiting: Int { state.withLock { $0.entries.count } }
+
     func append(_ buffer: ByteBuffer, to handlers: [EventStreamHandler]) {
-        let due: NIODeadline? = state.withLock { state in
-            state.entries.append((buffer, handlers))
-            if state.scheduled { return nil }
+        let (due, overflow): (NIODeadline?, Int) = state.withLock { state in
+            var overflow = 0
+            if state.entries.count >= limit {
+                for handler in handlers { state.overflowed[ObjectIdentifier(handler)] = handler }
+                overflow = handlers.count
+            } else {
+                state.entries.append((buffer, handlers))
+            }
+            if state.scheduled { return (nil, overflow) }
             state.scheduled = true
-            return state.lastDrain + Self.minimumInterval
+            return (state.lastDrain + Self.minimumInterval, overflow)
         }
+        if overflow > 0 { dropped?.increment(by: overflow) }
         guard let due else { return }
         if due <= .now() {
             loop.execute { self.drain() }
@@ -65,12 +95,16 @@ final class LoopWriteQueue: Sendable {
 
     /// On the loop: writes every waiting event to its subscribers, then flushes each subscriber once.
     private func drain() {
-        let entries = state.withLock { state in
+        let (entries, overflowed) = state.withLock { state in
             state.scheduled = false
             state.lastDrain = .now()
-            defer { state.entries.removeAll(keepingCapacity: true) }
-            return state.entries
+            defer {
+                state.entries.removeAll(keepingCapacity: true)
+                state.overflowed.removeAll()
+            }
+            return (state.entries, state.overflowed)
         }
+        for handler in overflowed.values { handler.dropAsSlow() }
         var touched: [ObjectIdentifier: EventStreamHandler] = [:]
         for (buffer, handlers) in entries {
             for handler in handlers where handler.writeEvent(buffer) { touched[ObjectIdentifier(handler)] = handler }

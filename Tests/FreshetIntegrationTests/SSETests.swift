@@ -99,6 +99,23 @@ struct SSETests {
         }
     }
 
+    /// A resume's replay counts against `http.client_buffer` like live events: past it the client gets one resync
+    /// instead of a replay that would hold more than its buffer.
+    @Test func aReplayLargerThanTheClientBufferIsAResync() async throws {
+        try await withFreshet(http: "  client_buffer: 2000") { f in
+            try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
+            try await eventually("forty events") { f.app.hub.lastEventID.sequence == 40 }
+            let epoch = f.app.hub.epoch
+            let far = try await f.subscribe(headers: ["Last-Event-ID": "\(epoch)-1"])  // 39 events: more than 2000 bytes
+            try await eventually("resync instead of the replay") { far.messages.contains { $0.event == "resync" } }
+            #expect(far.changes.isEmpty)
+            #expect(try json(far.messages.first { $0.event == "resync" }!)["reason"] == .string("missed events exceed http.client_buffer"))
+            let near = try await f.subscribe(headers: ["Last-Event-ID": "\(epoch)-38"])  // two events fit
+            try await eventually("the short replay") { near.changes.count == 2 }
+            #expect(!near.messages.contains { $0.event == "resync" })
+        }
+    }
+
     @Test func tooOldOrForeignIDGetsOneResyncThenLiveEvents() async throws {
         try await withFreshet(http: "  replay: 3") { f in
             try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 6) g")
