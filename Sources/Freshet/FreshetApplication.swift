@@ -61,6 +61,14 @@ public final class FreshetApplication: Sendable {
         } catch {
             throw ConfigError(problems: [ConfigProblem(field: "redis.url", message: error.description)])
         }
+        var authenticator: Authenticator?
+        if let auth = config.http.auth {
+            do {
+                authenticator = try Authenticator(auth)
+            } catch {
+                throw ConfigError(problems: [ConfigProblem(field: error.field, message: error.message)])
+            }
+        }
         guard let address = ListenAddress(parsing: config.http.listen) else {
             throw ConfigError(problems: [ConfigProblem(field: "http.listen", message: "not host:port")])
         }
@@ -92,7 +100,7 @@ public final class FreshetApplication: Sendable {
         let writer = self.writer
         Routes.add(
             to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
-            options: .init(auth: config.http.auth, cors: config.http.cors, logger: logger)
+            options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger)
         )
         if let metrics = options.metrics {
             Routes.addMetrics(to: router) { metrics.text() }

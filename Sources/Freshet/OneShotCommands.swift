@@ -1,5 +1,6 @@
 import Foundation
 import FreshetCore
+import FreshetHTTP
 import FreshetPostgres
 import FreshetRedis
 import Logging
@@ -40,6 +41,18 @@ public enum OneShotCommands {
     public static func check(_ config: FreshetConfig) throws -> (lines: [String], ok: Bool) {
         var lines: [String] = []
         var ok = true
+        if let auth = config.http.auth {
+            do {
+                _ = try Authenticator(auth)  // reads the key files, as run does
+            } catch {
+                throw ConfigError(problems: [ConfigProblem(field: error.field, message: error.message)])
+            }
+            let jwt = auth.jwt.map { jwt in
+                [jwt.secret.map { _ in "HS256 secret" }, jwt.publicKeyPath.map { "key \($0)" }, jwt.jwksPath.map { "JWKS \($0)" }]
+                    .compactMap { $0 }.joined(separator: ", ")
+            }
+            lines.append("ok    auth: \(auth.tokens.count) static token(s)" + (jwt.map { "; JWT: \($0)" } ?? ""))
+        }
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         defer { queries.close() }
         let tables: [ResolvedTable]

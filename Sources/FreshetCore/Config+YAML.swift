@@ -83,12 +83,13 @@ struct ConfigReader {
     }
 
     /// A non-negative number of seconds or bytes.
-    mutating func number(_ node: Node?, _ field: String, unit: String) -> Double? {
+    mutating func number(_ node: Node?, _ field: String, unit: String, allowZero: Bool = false) -> Double? {
         guard let node else { return nil }
         guard node.scalar?.style == .plain, let value = node.float ?? node.int.map(Double.init), value.isFinite else {
             problem(field, node, "expected a number of \(unit)")
             return nil
         }
+        if allowZero && value == 0 { return 0 }
         guard value > 0 else {
             problem(field, node, "must be greater than 0 (\(unit))")
             return nil
@@ -196,14 +197,29 @@ struct ConfigReader {
         if let auth = mapping(ht["auth"], "http.auth", allowed: ["tokens", "jwt"]) {
             var settings = AuthSettings()
             settings.tokens = stringList(auth["tokens"], "http.auth.tokens") ?? []
-            if let jwt = mapping(auth["jwt"], "http.auth.jwt", allowed: ["secret"]) {
-                settings.jwtSecret = string(jwt["secret"], "http.auth.jwt.secret")
-                if settings.jwtSecret?.isEmpty ?? true {
-                    problem("http.auth.jwt.secret", auth["jwt"], "required when http.auth.jwt is given")
+            if let jwt = mapping(
+                auth["jwt"], "http.auth.jwt", allowed: ["secret", "public_key", "jwks", "leeway", "audience", "issuer"]
+            ) {
+                var j = JWTSettings()
+                j.secret = string(jwt["secret"], "http.auth.jwt.secret")
+                j.publicKeyPath = string(jwt["public_key"], "http.auth.jwt.public_key")
+                j.jwksPath = string(jwt["jwks"], "http.auth.jwt.jwks")
+                if let v = number(jwt["leeway"], "http.auth.jwt.leeway", unit: "seconds", allowZero: true) { j.leeway = v }
+                j.audience = string(jwt["audience"], "http.auth.jwt.audience")
+                j.issuer = string(jwt["issuer"], "http.auth.jwt.issuer")
+                if let secret = j.secret, secret.utf8.count < 32 {
+                    problem("http.auth.jwt.secret", jwt["secret"], "must be at least 32 bytes (256 bits) for HS256; it has \(secret.utf8.count)")
                 }
+                if j.secret == nil && j.publicKeyPath == nil && j.jwksPath == nil {
+                    problem("http.auth.jwt", auth["jwt"], "give secret, public_key or jwks")
+                }
+                if j.publicKeyPath != nil && j.jwksPath != nil {
+                    problem("http.auth.jwt.jwks", jwt["jwks"], "give either public_key or jwks, not both")
+                }
+                settings.jwt = j
             }
-            if settings.tokens.isEmpty && settings.jwtSecret == nil {
-                problem("http.auth", ht["auth"], "give tokens or jwt.secret, or remove http.auth to leave /events open")
+            if settings.tokens.isEmpty && settings.jwt == nil {
+                problem("http.auth", ht["auth"], "give tokens or jwt, or remove http.auth to leave /events open")
             }
             http.auth = settings
         }

@@ -101,14 +101,43 @@ public struct CORSSettings: Sendable, Equatable {
     }
 }
 
-/// `http.auth:` — static bearer tokens and/or an HS256 JWT secret.
+/// `http.auth:` — static bearer tokens and/or JWTs.
 public struct AuthSettings: Sendable, Equatable {
     public var tokens: [String]
-    public var jwtSecret: String?
+    public var jwt: JWTSettings?
 
-    public init(tokens: [String] = [], jwtSecret: String? = nil) {
+    public init(tokens: [String] = [], jwt: JWTSettings? = nil) {
         self.tokens = tokens
-        self.jwtSecret = jwtSecret
+        self.jwt = jwt
+    }
+}
+
+/// `http.auth.jwt:` — how JWTs are verified. At least one of `secret`, `public_key`, `jwks`; not both `public_key` and
+/// `jwks`. A token's `alg` must be the configured key's algorithm; `none` is never accepted.
+public struct JWTSettings: Sendable, Equatable {
+    /// `secret`: HS256, and HS384/HS512 when it is long enough (48/64 bytes). At least 32 bytes.
+    public var secret: String?
+    /// `public_key`: a PEM file with an RSA (RS256) or P-256 (ES256) public key, or a certificate holding one.
+    public var publicKeyPath: String?
+    /// `jwks`: a JWKS file (an identity provider's `/.well-known/jwks.json`); RS256 and ES256 keys, picked by `kid`.
+    public var jwksPath: String?
+    /// `leeway`: seconds of clock skew allowed for `exp` and `nbf`. Default 0.
+    public var leeway: Double
+    /// `audience`: when set, the token's `aud` must name it.
+    public var audience: String?
+    /// `issuer`: when set, the token's `iss` must equal it.
+    public var issuer: String?
+
+    public init(
+        secret: String? = nil, publicKeyPath: String? = nil, jwksPath: String? = nil, leeway: Double = 0,
+        audience: String? = nil, issuer: String? = nil
+    ) {
+        self.secret = secret
+        self.publicKeyPath = publicKeyPath
+        self.jwksPath = jwksPath
+        self.leeway = leeway
+        self.audience = audience
+        self.issuer = issuer
     }
 }
 

@@ -25,9 +25,14 @@ public enum ConfigPrinter {
         if let auth = config.http.auth {
             lines.append("  auth:")
             lines.append("    tokens: " + list(auth.tokens.map { _ in Redaction.mask }))
-            if auth.jwtSecret != nil {
+            if let jwt = auth.jwt {
                 lines.append("    jwt:")
-                lines.append("      secret: \(q(Redaction.mask))")
+                if jwt.secret != nil { lines.append("      secret: \(q(Redaction.mask))") }
+                if let path = jwt.publicKeyPath { lines.append("      public_key: \(q(path))") }
+                if let path = jwt.jwksPath { lines.append("      jwks: \(q(path))") }
+                lines.append("      leeway: \(n(jwt.leeway))")
+                if let audience = jwt.audience { lines.append("      audience: \(q(audience))") }
+                if let issuer = jwt.issuer { lines.append("      issuer: \(q(issuer))") }
             }
         }
         lines.append("log:")

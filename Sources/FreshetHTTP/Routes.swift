@@ -13,12 +13,13 @@ public enum Routes {
 
     /// Everything `/events` needs besides the hub.
     public struct EventsOptions: Sendable {
-        public var auth: AuthSettings?
+        /// `nil` leaves `/events` open.
+        public var authenticator: Authenticator?
         public var cors: CORSSettings
         public var logger: Logger
 
-        public init(auth: AuthSettings?, cors: CORSSettings, logger: Logger) {
-            self.auth = auth
+        public init(authenticator: Authenticator?, cors: CORSSettings, logger: Logger) {
+            self.authenticator = authenticator
             self.cors = cors
             self.logger = logger
         }
@@ -45,7 +46,7 @@ public enum Routes {
         }
 
         let cors = CORSPolicy(settings: options.cors)
-        let authenticator = options.auth.map(Authenticator.init)
+        let authenticator = options.authenticator
         router.on("/events", method: .options) { request, _ in
             Response(status: .noContent, headers: cors.headers(origin: request.headers[.origin], preflight: true))
         }
@@ -78,7 +79,7 @@ public enum Routes {
             }
             if let authenticator {
                 let token = bearerToken(request.headers[.authorization]) ?? queryToken ?? cookie("freshet_token", in: request.headers[.cookie])
-                switch authenticator.authenticate(token) {
+                switch await authenticator.authenticate(token) {
                 case .failure(let failure):
                     options.logger.notice("refused an /events request", metadata: ["status": "401", "reason": "\(failure.reason)"])
                     return refuse(.unauthorized, failure.reason)

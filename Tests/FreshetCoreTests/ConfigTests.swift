@@ -139,15 +139,18 @@ import Testing
 
     @Test func printConfigRedactsSecrets() throws {
         var config = try FreshetConfig.parse(yaml: Self.full)
-        config.http.auth = AuthSettings(tokens: ["tok-123"], jwtSecret: "jwt-secret")
+        config.http.auth = AuthSettings(tokens: ["tok-123"], jwt: JWTSettings(secret: "jwt-secret-of-at-least-32-bytes!!", jwksPath: "/etc/jwks.json"))
         let text = ConfigPrinter.yaml(config)
         #expect(!text.contains("s3cret"))
         #expect(!text.contains("tok-123"))
         #expect(!text.contains("jwt-secret"))
+        #expect(text.contains("jwks: \"/etc/jwks.json\""))
         #expect(!text.contains(":pw@"))
         #expect(text.contains("postgresql://app:***@127.0.0.1:5432/app"))
         // The printed configuration is itself a valid configuration.
-        let again = try FreshetConfig.parse(yaml: text.replacingOccurrences(of: "  auth:\n    tokens: [\"***\"]\n    jwt:\n      secret: \"***\"\n", with: ""))
+        let authStart = try #require(text.range(of: "  auth:\n"))
+        let authEnd = try #require(text.range(of: "log:\n"))
+        let again = try FreshetConfig.parse(yaml: text.replacingCharacters(in: authStart.lowerBound..<authEnd.lowerBound, with: ""))
         #expect(again.tables == config.tables)
     }
 }

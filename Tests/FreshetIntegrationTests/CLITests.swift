@@ -53,7 +53,7 @@ struct CLITests {
             http:
               auth:
                 tokens: [tok-abc]
-                jwt: {secret: jwtsecret}
+                jwt: {secret: jwtsecret-that-is-at-least-32-bytes}
             tables:
               - name: users
             """)

@@ -150,16 +150,16 @@ struct SSETests {
         let http = """
               auth:
                 tokens: [static-token-1]
-                jwt: {secret: jwt-secret-1}
+                jwt: {secret: jwt-secret-1-of-at-least-32-bytes}
             """
         try await withFreshet(http: http) { f in
             let future = Int(Date().timeIntervalSince1970) + 600
             let past = Int(Date().timeIntervalSince1970) - 10
-            let usersJWT = Self.jwt(secret: "jwt-secret-1", claims: #"{"topics":["users/*"],"exp":\#(future)}"#)
-            let oneUser = Self.jwt(secret: "jwt-secret-1", claims: #"{"topics":["users/1"],"exp":\#(future)}"#)
-            let expired = Self.jwt(secret: "jwt-secret-1", claims: #"{"topics":["users/*"],"exp":\#(past)}"#)
+            let usersJWT = Self.jwt(secret: "jwt-secret-1-of-at-least-32-bytes", claims: #"{"topics":["users/*"],"exp":\#(future)}"#)
+            let oneUser = Self.jwt(secret: "jwt-secret-1-of-at-least-32-bytes", claims: #"{"topics":["users/1"],"exp":\#(future)}"#)
+            let expired = Self.jwt(secret: "jwt-secret-1-of-at-least-32-bytes", claims: #"{"topics":["users/*"],"exp":\#(past)}"#)
             let forged = Self.jwt(secret: "wrong-secret", claims: #"{"topics":["users/*"]}"#)
-            let noTopics = Self.jwt(secret: "jwt-secret-1", claims: #"{"exp":\#(future)}"#)
+            let noTopics = Self.jwt(secret: "jwt-secret-1-of-at-least-32-bytes", claims: #"{"exp":\#(future)}"#)
 
             func status(_ query: String, _ headers: [String: String] = [:]) async throws -> Int {
                 let client = try SSEClient(port: f.port, path: "/events" + query, headers: headers)
