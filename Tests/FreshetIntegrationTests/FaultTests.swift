@@ -137,6 +137,25 @@ struct FaultTests {
         }
     }
 
+    /// A silent partition between Freshet and PostgreSQL (the peer's kernel still answers, nothing gets through): the
+    /// listener's health check has a deadline, so the LISTEN connection is given up in seconds and `/readyz` says so.
+    @Test func aSilentPartitionFromPostgreSQLIsNoticedInSeconds() async throws {
+        let pg = try await OwnPostgres()
+        let proxy = BlackholeProxy(upstreamPort: pg.port)
+        let viaProxy = pg.url.replacingOccurrences(of: ":\(pg.port)/", with: ":\(proxy.port)/")
+        try PGConnection.connect(pg.url).execute("CREATE TABLE users (id int PRIMARY KEY, name text)")
+        try await FreshetFixture(databaseURL: viaProxy, tablesYAML: Self.tables).running { f in
+            proxy.swallow()
+            let cut = ContinuousClock.now
+            try await eventually("/readyz 503 after the partition", timeout: 30) {
+                let r = try await httpGet(port: f.port, path: "/readyz")
+                return r.status == 503 && r.body.contains("LISTEN")
+            }
+            // Health check every 5 s, answer due within 10 s: noticed within about 15 s, not the kernel's minutes.
+            #expect(ContinuousClock.now - cut < .seconds(20))
+        }
+    }
+
     @Test func sigtermFlushesWhatWasReceivedAndASecondOneExitsAtOnce() async throws {
         try await TestServers.withDatabase { url in
             try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b')")
