@@ -37,9 +37,9 @@ public struct RunOptions: Sendable {
 /// The CLI's `run` and the integration tests both build it with `FreshetApplication(config:options:logger:)`.
 public final class FreshetApplication: Sendable {
     public let config: FreshetConfig
-    public let hub: EventHub
-    public let listener: PostgresListener
-    public let writer: RedisWriter
+    package let hub: EventHub
+    package let listener: PostgresListener
+    package let writer: RedisWriter
     /// Counts of what was skipped, for tests and logs.
     public let stats = PipelineStats()
     let readiness = ReadinessState()

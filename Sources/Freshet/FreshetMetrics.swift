@@ -7,7 +7,7 @@ import Synchronization
 /// Freshet's metrics, through swift-metrics. The executable bootstraps the Prometheus backend; without one these are
 /// no-ops. Labels are constants here so that names never drift. Handles are made once (per label set) and kept, so
 /// the per-change path does no registry lookup.
-public final class FreshetMetrics: RedisWriterObserver {
+package final class FreshetMetrics: RedisWriterObserver {
     private let counters = Mutex<[String: Counter]>([:])
     private let pending = Gauge(label: "freshet_redis_pending")
     private let redisConnected = Gauge(label: "freshet_redis_connected")
@@ -17,7 +17,7 @@ public final class FreshetMetrics: RedisWriterObserver {
     private let lag = Timer(label: "freshet_change_lag_seconds")
     private let lastAt = TimestampCache()
 
-    public init() {}
+    package init() {}
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = label + dimensions.map { "|" + $0.0 + "=" + $0.1 }.joined()
@@ -37,7 +37,7 @@ public final class FreshetMetrics: RedisWriterObserver {
         counter("freshet_notifications_rejected_total", [("reason", reason)]).increment()
     }
 
-    public func gapRecorded(cause: String) {
+    package func gapRecorded(cause: String) {
         counter("freshet_gaps_total", [("cause", cause)]).increment()
     }
 
@@ -45,20 +45,20 @@ public final class FreshetMetrics: RedisWriterObserver {
         listenConnectedGauge.record(connected ? 1 : 0)
     }
 
-    public func commandsCompleted(action: String, ok: Int, failed: Int) {
+    package func commandsCompleted(action: String, ok: Int, failed: Int) {
         if ok > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "ok")]).increment(by: ok) }
         if failed > 0 { counter("freshet_redis_commands_total", [("action", action), ("result", "error")]).increment(by: failed) }
     }
 
-    public func errorReplied(_ reply: RedisErrorReply) {
+    package func errorReplied(_ reply: RedisErrorReply) {
         counter("freshet_redis_errors_total", [("reply", reply.word)]).increment()
     }
 
-    public func operationsDropped(_ count: Int) {
+    package func operationsDropped(_ count: Int) {
         counter("freshet_redis_operations_dropped_total", []).increment(by: count)
     }
 
-    public func bufferDropped(_ buffer: String, count: Int) {
+    package func bufferDropped(_ buffer: String, count: Int) {
         counter("freshet_buffer_dropped_total", [("buffer", buffer)]).increment(by: count)
     }
 
@@ -67,15 +67,15 @@ public final class FreshetMetrics: RedisWriterObserver {
         notifyQueue.record(usage)
     }
 
-    public func pendingChanged(_ pending: Int) {
+    package func pendingChanged(_ pending: Int) {
         self.pending.record(pending)
     }
 
-    public func connectionChanged(connected: Bool) {
+    package func connectionChanged(connected: Bool) {
         redisConnected.record(connected ? 1 : 0)
     }
 
-    public func keysFlushed(_ count: Int) {
+    package func keysFlushed(_ count: Int) {
         keysFlushedCounter.increment(by: count)
     }
 

@@ -6,9 +6,9 @@ import FreshetRedis
 import Logging
 
 /// The CLI's commands other than `run`: each connects, does one thing, and returns.
-public enum OneShotCommands {
+package enum OneShotCommands {
     /// Resolves the tables once (no retry): `ConfigError` for schema problems, `PostgresError` when unreachable.
-    public static func resolve(_ config: FreshetConfig, queries: PostgresQueryConnection) throws -> [ResolvedTable] {
+    package static func resolve(_ config: FreshetConfig, queries: PostgresQueryConnection) throws -> [ResolvedTable] {
         let result = try queries.runBlocking { connection throws(PostgresError) in
             try SchemaInspector.resolve(config, on: connection)
         }
@@ -16,14 +16,14 @@ public enum OneShotCommands {
     }
 
     /// `freshet triggers sql`: the install DDL.
-    public static func triggerSQL(_ config: FreshetConfig) throws -> String {
+    package static func triggerSQL(_ config: FreshetConfig) throws -> String {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         defer { queries.close() }
         return TriggerSQL.install(tables: try resolve(config, queries: queries), channel: config.postgres.channel)
     }
 
     /// `freshet triggers install|uninstall`.
-    public static func applyTriggers(_ config: FreshetConfig, install: Bool) throws -> [ResolvedTable] {
+    package static func applyTriggers(_ config: FreshetConfig, install: Bool) throws -> [ResolvedTable] {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         defer { queries.close() }
         let tables = try resolve(config, queries: queries)
@@ -38,7 +38,7 @@ public enum OneShotCommands {
     }
 
     /// `freshet check`: every line of the report, and whether everything passed. Config problems throw.
-    public static func check(_ config: FreshetConfig) throws -> (lines: [String], ok: Bool) {
+    package static func check(_ config: FreshetConfig) throws -> (lines: [String], ok: Bool) {
         var lines: [String] = []
         var ok = true
         if let auth = config.http.auth {
@@ -87,7 +87,7 @@ public enum OneShotCommands {
 
     /// `freshet tail`: its own LISTEN connection; prints each change as the event JSON plus the Redis operations
     /// `run` would perform, one line each, until cancelled. Acts on nothing.
-    public static func tail(_ config: FreshetConfig, logger: Logger, print: @escaping @Sendable (String) -> Void) async throws {
+    package static func tail(_ config: FreshetConfig, logger: Logger, print: @escaping @Sendable (String) -> Void) async throws {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         let tables = try resolve(config, queries: queries)
         let processor = ChangeProcessor(catalog: TableCatalog(tables), queries: queries, logger: logger, metrics: FreshetMetrics())

@@ -6,18 +6,18 @@ import FreshetCore
 /// verified with jwt-kit (`JWTVerifier`).
 ///
 /// Static tokens are compared as SHA-256 digests without an early exit. Tokens are never logged.
-public struct Authenticator: Sendable {
+package struct Authenticator: Sendable {
     /// Why a request was refused with 401.
-    public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
-        public var reason: String
-        public var description: String { reason }
+    package struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        package var reason: String
+        package var description: String { reason }
     }
 
     /// A JWT setting that cannot be used (unreadable file, wrong key type); `field` is its configuration path.
-    public struct SetupError: Error, Sendable, CustomStringConvertible {
-        public var field: String
-        public var message: String
-        public var description: String { "\(field): \(message)" }
+    package struct SetupError: Error, Sendable, CustomStringConvertible {
+        package var field: String
+        package var message: String
+        package var description: String { "\(field): \(message)" }
 
         init(_ field: String, _ message: String) {
             self.field = field
@@ -29,7 +29,7 @@ public struct Authenticator: Sendable {
     private let jwt: JWTVerifier?
 
     /// Reads the key files now, so that a bad setting stops Freshet at start (exit 2), not on the first request.
-    public init(_ settings: AuthSettings) throws(SetupError) {
+    package init(_ settings: AuthSettings) throws(SetupError) {
         tokenDigests = settings.tokens.map { Array(SHA256.hash(data: Data($0.utf8))) }
         jwt = try settings.jwt.map { settings throws(SetupError) in try JWTVerifier(settings) }
     }
@@ -44,7 +44,7 @@ public struct Authenticator: Sendable {
 
     /// What `token` grants, or why it is refused. Either kind is accepted when both are configured. `now` is the
     /// clock for `exp` and `nbf`.
-    public func authenticate(_ token: String?, now: Date = Date()) async -> Result<AccessGrant, Failure> {
+    package func authenticate(_ token: String?, now: Date = Date()) async -> Result<AccessGrant, Failure> {
         guard let token, !token.isEmpty else { return .failure(Failure(reason: "missing token")) }
         let digest = Array(SHA256.hash(data: Data(token.utf8)))
         var matched = false

@@ -13,9 +13,9 @@ import Synchronization
 /// event loops, one task per loop per batch of events (`LoopWriteQueue`); no task runs per subscriber. A subscriber's
 /// unsent bytes are bounded by `clientBuffer`: one that falls behind gets a `resync` and is closed. As a `Service` it
 /// sends heartbeats and, on graceful shutdown, ends every stream.
-public final class EventHub: Service, Sendable {
+package final class EventHub: Service, Sendable {
     /// Identifies this process's ids: the start time in milliseconds.
-    public let epoch: UInt64
+    package let epoch: UInt64
     private let replayCapacity: Int
     private let clientBuffer: Int
     private let heartbeat: Double
@@ -44,7 +44,7 @@ public final class EventHub: Service, Sendable {
         var tableShapes: [String: [TopicPattern]] = [:]
     }
 
-    public init(
+    package init(
         replay: Int, clientBuffer: Int, heartbeat: Double, epoch: UInt64? = nil, logger: Logger
     ) {
         self.epoch = epoch ?? UInt64(clock_gettime_ms())
@@ -60,21 +60,21 @@ public final class EventHub: Service, Sendable {
 
     /// Sets, for each table name, its topic templates as shapes, so that a whole-table event (truncate) reaches
     /// every subscriber of any of that table's topics.
-    public func setTableShapes(_ shapes: [String: [TopicPattern]]) {
+    package func setTableShapes(_ shapes: [String: [TopicPattern]]) {
         state.withLock { $0.tableShapes = shapes }
     }
 
     /// Subscribers dropped for falling behind since start.
-    public var droppedCount: Int { state.withLock { $0.droppedSlow } }
+    package var droppedCount: Int { state.withLock { $0.droppedSlow } }
 
     /// The number of open streams.
-    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+    package var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 
     /// The id of the last event published (`EPOCH-0` before the first).
-    public var lastEventID: EventID { EventID(epoch: epoch, sequence: state.withLock { $0.sequence }) }
+    package var lastEventID: EventID { EventID(epoch: epoch, sequence: state.withLock { $0.sequence }) }
 
     /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
-    public func publish(_ event: ChangeEvent) {
+    package func publish(_ event: ChangeEvent) {
         var direct = DirectWrites()
         let (dropped, buffer): ([Subscriber], ByteBuffer) = state.withLock { state in
             let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
@@ -107,7 +107,7 @@ public final class EventHub: Service, Sendable {
     }
 
     /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too.
-    public func publishResync(reason: String) {
+    package func publishResync(reason: String) {
         var direct = DirectWrites()
         let bytes = state.withLock { state in
             state.gapSequence = state.sequence
@@ -169,7 +169,7 @@ public final class EventHub: Service, Sendable {
 
     /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
     /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
-    public func subscribe(_ request: SubscriptionRequest) -> HubStream {
+    package func subscribe(_ request: SubscriptionRequest) -> HubStream {
         let subscriber = Subscriber(request: request)
         var direct = DirectWrites()  // stays empty: a new subscriber is not attached to its connection yet
         let id: UInt64? = state.withLock { state in
@@ -221,7 +221,7 @@ public final class EventHub: Service, Sendable {
         return HubStream(subscriber: subscriber, budget: clientBuffer)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let beat = ByteBuffer(bytes: SSEEncoder.comment("heartbeat"))
         // The heartbeat sleep is cancelled on graceful shutdown, so the hub ends its streams at once.
         try? await cancelWhenGracefulShutdown {
@@ -243,7 +243,7 @@ public final class EventHub: Service, Sendable {
     }
 
     /// Ends every stream and refuses new ones.
-    public func close() {
+    package func close() {
         let subscribers = state.withLock { state in
             state.closed = true
             let all = Array(state.subscribers.values)
@@ -258,12 +258,12 @@ public final class EventHub: Service, Sendable {
 /// One subscriber's stream of SSE bytes. `/events` attaches it to its connection (`attach(to:)`); the hub then writes
 /// the bytes straight onto the connection from its event loop, and the response only waits for the end
 /// (`waitUntilFinished`).
-public struct HubStream: Sendable {
+package struct HubStream: Sendable {
     let subscriber: EventHub.Subscriber
     let budget: Int
 
     /// Hands the stream to the connection's `EventStreamHandler`; false when the pipeline has none.
-    public func attach(to channel: any Channel) async -> Bool {
+    package func attach(to channel: any Channel) async -> Bool {
         guard let handler = try? await channel.pipeline.handler(type: EventStreamHandler.self).get() else { return false }
         let subscriber = self.subscriber
         let budget = self.budget
@@ -276,17 +276,17 @@ public struct HubStream: Sendable {
     }
 
     /// Returns when the stream has ended (the client went, the hub closed, or the subscriber was dropped).
-    public func waitUntilFinished() async {
+    package func waitUntilFinished() async {
         await subscriber.waitUntilFinished()
     }
 
     /// Sets what to do when the hub drops this subscriber for falling behind (close its connection).
-    public func onDrop(_ handler: @escaping @Sendable () -> Void) {
+    package func onDrop(_ handler: @escaping @Sendable () -> Void) {
         subscriber.dropHandler.withLock { $0 = handler }
     }
 
     /// Ends the stream and releases the subscriber (the client went away).
-    public func cancel() {
+    package func cancel() {
         subscriber.finish()
     }
 }

@@ -7,25 +7,25 @@ import Logging
 import NIOCore
 
 /// Freshet's HTTP endpoints: `/events` (SSE), `/`, `/freshet.js`, `/healthz`, `/readyz`, and `/metrics`.
-public enum Routes {
+package enum Routes {
     /// Query parameters `/events` accepts; any other is a 400.
     static let eventsParameters: Set<String> = ["topic", "lastEventId", "access_token"]
 
     /// Everything `/events` needs besides the hub.
-    public struct EventsOptions: Sendable {
+    package struct EventsOptions: Sendable {
         /// `nil` leaves `/events` open.
-        public var authenticator: Authenticator?
-        public var cors: CORSSettings
-        public var logger: Logger
+        package var authenticator: Authenticator?
+        package var cors: CORSSettings
+        package var logger: Logger
 
-        public init(authenticator: Authenticator?, cors: CORSSettings, logger: Logger) {
+        package init(authenticator: Authenticator?, cors: CORSSettings, logger: Logger) {
             self.authenticator = authenticator
             self.cors = cors
             self.logger = logger
         }
     }
 
-    public static func add(to router: Router<FreshetRequestContext>, hub: EventHub, readiness: Readiness, options: EventsOptions) {
+    package static func add(to router: Router<FreshetRequestContext>, hub: EventHub, readiness: Readiness, options: EventsOptions) {
         router.get("/healthz") { _, _ in
             jsonResponse(.ok, #"{"status":"ok"}"#)
         }
@@ -121,12 +121,12 @@ public enum Routes {
     }
 
     /// The HTTP/1 server with Freshet's channel handlers (see `EventStreamHandler`).
-    public static var server: HTTPServerBuilder {
+    package static var server: HTTPServerBuilder {
         .http1(configuration: .init(additionalChannelHandlers: [EventStreamHandler()]))
     }
 
     /// `GET /metrics`: Prometheus text format.
-    public static func addMetrics(to router: Router<FreshetRequestContext>, text: @escaping @Sendable () -> [UInt8]) {
+    package static func addMetrics(to router: Router<FreshetRequestContext>, text: @escaping @Sendable () -> [UInt8]) {
         router.get("/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,12 +1,12 @@
 import FreshetCore
 
 /// What a subscriber asked for: topic patterns (empty means every topic), and where to resume.
-public struct SubscriptionRequest: Sendable {
-    public var patterns: [TopicPattern]
+package struct SubscriptionRequest: Sendable {
+    package var patterns: [TopicPattern]
     /// The `Last-Event-ID` (or `lastEventId`) the client sent, as text.
-    public var lastEventID: String?
+    package var lastEventID: String?
 
-    public init(patterns: [TopicPattern], lastEventID: String? = nil) {
+    package init(patterns: [TopicPattern], lastEventID: String? = nil) {
         self.patterns = patterns
         self.lastEventID = lastEventID
     }

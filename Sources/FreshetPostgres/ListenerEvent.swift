@@ -1,5 +1,5 @@
 /// What the listener reports, in order: connection state changes and notifications between them.
-public enum ListenerEvent: Sendable, Equatable {
+package enum ListenerEvent: Sendable, Equatable {
     /// LISTEN is active. `reconnected` is false the first time: anything sent before this may have been missed.
     case connected(backendPID: Int32, reconnected: Bool)
     /// One notification on Freshet's channel.
@@ -9,14 +9,14 @@ public enum ListenerEvent: Sendable, Equatable {
 }
 
 /// The listener's events as an `AsyncSequence`, fed by its thread through a bounded buffer.
-public struct ListenerEvents: AsyncSequence, Sendable {
-    public typealias Element = ListenerEvent
+package struct ListenerEvents: AsyncSequence, Sendable {
+    package typealias Element = ListenerEvent
     let buffer: HandoffBuffer<ListenerEvent>
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         let buffer: HandoffBuffer<ListenerEvent>
-        public mutating func next() async -> ListenerEvent? { await buffer.next() }
+        package mutating func next() async -> ListenerEvent? { await buffer.next() }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
+    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
 }

@@ -6,7 +6,7 @@ import FreshetCore
 ///
 /// Not thread-safe: every method blocks, and one thread alone uses an instance (the listener's thread, or the
 /// serial queue of `PostgresQueryConnection`). It is `@unchecked Sendable` only so that it can be handed to that owner.
-public final class PGConnection: @unchecked Sendable {
+package final class PGConnection: @unchecked Sendable {
     private let handle: OpaquePointer
 
     private init(handle: OpaquePointer) { self.handle = handle }
@@ -17,7 +17,7 @@ public final class PGConnection: @unchecked Sendable {
     /// `tcp_user_timeout` 10 s (sent data unacknowledged that long ends the connection: a silent partition is noticed
     /// in seconds, not after the kernel's ~15 minutes of retransmissions), a 10 s connect timeout and
     /// `application_name=freshet`, unless the connection string says otherwise.
-    public static func connect(_ conninfo: String, applicationName: String = "freshet") throws(PostgresError) -> PGConnection {
+    package static func connect(_ conninfo: String, applicationName: String = "freshet") throws(PostgresError) -> PGConnection {
         let defaults: [(String, String)] = [
             ("connect_timeout", "10"),
             ("keepalives", "1"),
@@ -58,23 +58,23 @@ public final class PGConnection: @unchecked Sendable {
     }
 
     /// Whether the connection is still usable as far as libpq knows.
-    public var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
+    package var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
 
     /// The server process id of this session (for `pg_terminate_backend` in tests and logs).
-    public var backendPID: Int32 { PQbackendPID(handle) }
+    package var backendPID: Int32 { PQbackendPID(handle) }
 
     /// The socket, for `poll()`.
-    public var socket: Int32 { PQsocket(handle) }
+    package var socket: Int32 { PQsocket(handle) }
 
     /// Runs SQL (several statements allowed) and returns the last statement's rows as text.
     @discardableResult
-    public func execute(_ sql: String) throws(PostgresError) -> [[String?]] {
+    package func execute(_ sql: String) throws(PostgresError) -> [[String?]] {
         try query(sql, parameters: nil)
     }
 
     /// Runs one statement with text parameters (`$1`, `$2`, …) and returns its rows as text.
     @discardableResult
-    public func query(_ sql: String, parameters: [String?]?) throws(PostgresError) -> [[String?]] {
+    package func query(_ sql: String, parameters: [String?]?) throws(PostgresError) -> [[String?]] {
         let result: OpaquePointer?
         if let parameters {
             let cStrings = parameters.map { $0.map { strdup($0) } ?? nil }
@@ -94,7 +94,7 @@ public final class PGConnection: @unchecked Sendable {
     /// Runs SQL, waiting for the answer at most `timeout` seconds (`poll()` on the socket, never a blocking read):
     /// past it the connection counts as lost and must be dropped. Returns the last statement's rows.
     @discardableResult
-    public func execute(_ sql: String, timeout: Double) throws(PostgresError) -> [[String?]] {
+    package func execute(_ sql: String, timeout: Double) throws(PostgresError) -> [[String?]] {
         guard PQsendQuery(handle, sql) == 1 else {
             throw PostgresError(code: isConnected ? .queryFailed : .connectionLost, message: errorMessage)
         }
@@ -151,14 +151,14 @@ public final class PGConnection: @unchecked Sendable {
     }
 
     /// Reads whatever the server sent without blocking; throws when the connection is gone.
-    public func consumeInput() throws(PostgresError) {
+    package func consumeInput() throws(PostgresError) {
         guard PQconsumeInput(handle) == 1 else {
             throw PostgresError(code: .connectionLost, message: errorMessage)
         }
     }
 
     /// Takes every notification libpq has buffered.
-    public func drainNotifications() -> [Notification] {
+    package func drainNotifications() -> [Notification] {
         var out: [Notification] = []
         while let notify = PQnotifies(handle) {
             let n = notify.pointee
@@ -173,9 +173,9 @@ public final class PGConnection: @unchecked Sendable {
     }
 
     /// One `NOTIFY` as libpq delivered it.
-    public struct Notification: Sendable, Equatable {
-        public var channel: String
-        public var payload: String
-        public var backendPID: Int32
+    package struct Notification: Sendable, Equatable {
+        package var channel: String
+        package var payload: String
+        package var backendPID: Int32
     }
 }

@@ -12,8 +12,8 @@ import Synchronization
 /// `PQconsumeInput`, then every buffered notification is pushed into a bounded buffer. When the connection fails it
 /// reports `disconnected`, reconnects with capped exponential backoff and jitter, and LISTENs again. While idle it runs
 /// a cheap `SELECT 1` every `checkInterval` seconds, so a dead peer is noticed even where keepalives are slow.
-public final class PostgresListener: Service, Sendable {
-    public let events: ListenerEvents
+package final class PostgresListener: Service, Sendable {
+    package let events: ListenerEvents
     private let buffer: HandoffBuffer<ListenerEvent>
     private let conninfo: String
     private let channel: String
@@ -35,7 +35,7 @@ public final class PostgresListener: Service, Sendable {
     ///   - checkInterval: seconds between health checks; a check that gets no answer within twice this ends the
     ///     connection.
     ///   - onQueueUsage: `pg_notification_queue_usage()` from each health check.
-    public init(
+    package init(
         conninfo: String, channel: String, capacity: Int = 4096, checkInterval: Double = 5, logger: Logger,
         onQueueUsage: @escaping @Sendable (Double) -> Void = { _ in }
     ) {
@@ -49,9 +49,9 @@ public final class PostgresListener: Service, Sendable {
     }
 
     /// The backend pid of the LISTEN session while connected.
-    public var backendPID: Int32? { state.withLock { $0.backendPID } }
+    package var backendPID: Int32? { state.withLock { $0.backendPID } }
 
-    public func run() async throws {
+    package func run() async throws {
         await withGracefulShutdownHandler {
             await runOnDedicatedThread(name: "freshet-listen", body: { self.loop() }, stop: { self.stop() })
         } onGracefulShutdown: {
@@ -60,7 +60,7 @@ public final class PostgresListener: Service, Sendable {
     }
 
     /// Ends the thread and the event sequence.
-    public func stop() {
+    package func stop() {
         state.withLock { $0.stopping = true }
         wake.signal()
         buffer.cancel()

@@ -5,18 +5,18 @@ import Logging
 /// A connection for ordinary queries (schema inspection, trigger install, row read-back), owned by one serial
 /// dispatch queue so that its blocking calls never run on the cooperative pool. Connects lazily and reconnects once
 /// on a lost connection.
-public final class PostgresQueryConnection: @unchecked Sendable {
+package final class PostgresQueryConnection: @unchecked Sendable {
     private let queue = DispatchQueue(label: "freshet.postgres.query")
     private let conninfo: String
     /// Touched only on `queue`.
     private var connection: PGConnection?
 
-    public init(conninfo: String) {
+    package init(conninfo: String) {
         self.conninfo = conninfo
     }
 
     /// Runs `body` with the connection on the owning queue.
-    public func run<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws(PostgresError) -> T) async throws(PostgresError) -> T {
+    package func run<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws(PostgresError) -> T) async throws(PostgresError) -> T {
         let result: Result<T, PostgresError> = await withCheckedContinuation { continuation in
             queue.async {
                 continuation.resume(returning: self.runOnQueue(body))
@@ -26,7 +26,7 @@ public final class PostgresQueryConnection: @unchecked Sendable {
     }
 
     /// The blocking form, for the CLI's one-shot commands.
-    public func runBlocking<T>(_ body: (PGConnection) throws(PostgresError) -> T) throws(PostgresError) -> T {
+    package func runBlocking<T>(_ body: (PGConnection) throws(PostgresError) -> T) throws(PostgresError) -> T {
         try queue.sync { runOnQueue(body) }.get()
     }
 
@@ -53,7 +53,7 @@ public final class PostgresQueryConnection: @unchecked Sendable {
     }
 
     /// Closes the connection.
-    public func close() {
+    package func close() {
         queue.sync { connection = nil }
     }
 }

@@ -1,9 +1,9 @@
 import FreshetCore
 
 /// Reads a row back by key, for changes whose payload was too large to carry it.
-public enum RowReader {
+package enum RowReader {
     /// The row as `to_jsonb` gives it, or `nil` if no row has that key any more.
-    public static func read(_ table: ResolvedTable, key: JSONObject, on connection: PGConnection) throws(PostgresError) -> JSONObject? {
+    package static func read(_ table: ResolvedTable, key: JSONObject, on connection: PGConnection) throws(PostgresError) -> JSONObject? {
         var conditions: [String] = []
         var parameters: [String?] = []
         for column in table.keyColumns {

@@ -1,7 +1,7 @@
 import FreshetCore
 
 /// Reads table definitions from the catalog.
-public enum SchemaInspector {
+package enum SchemaInspector {
     static let sql = """
         SELECT n.nspname, c.relname,
           (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum)::text FROM pg_catalog.pg_attribute a
@@ -14,14 +14,14 @@ public enum SchemaInspector {
         """
 
     /// The catalog entry of `table`, or `nil` when there is no such table.
-    public static func inspect(_ table: TableName, on connection: PGConnection) throws(PostgresError) -> TableSchema? {
+    package static func inspect(_ table: TableName, on connection: PGConnection) throws(PostgresError) -> TableSchema? {
         let rows = try connection.query(sql, parameters: [table.quoted])
         guard let row = rows.first, let schema = row[0], let name = row[1] else { return nil }
         return TableSchema(schema: schema, name: name, columns: names(row[2]), primaryKey: names(row[3]))
     }
 
     /// Inspects every configured table and checks the configuration against the catalog.
-    public static func resolve(_ config: FreshetConfig, on connection: PGConnection) throws(PostgresError) -> Result<[ResolvedTable], ConfigError> {
+    package static func resolve(_ config: FreshetConfig, on connection: PGConnection) throws(PostgresError) -> Result<[ResolvedTable], ConfigError> {
         var schemas: [TableSchema?] = []
         for table in config.tables {
             schemas.append(try inspect(table.qualifiedName, on: connection))

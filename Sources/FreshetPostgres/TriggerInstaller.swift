@@ -1,8 +1,8 @@
 import FreshetCore
 
 /// Applies the trigger DDL from `TriggerSQL`.
-public enum TriggerInstaller {
-    public static func install(_ tables: [ResolvedTable], channel: String, on connection: PGConnection) throws(PostgresError) {
+package enum TriggerInstaller {
+    package static func install(_ tables: [ResolvedTable], channel: String, on connection: PGConnection) throws(PostgresError) {
         do {
             try connection.execute(TriggerSQL.install(tables: tables, channel: channel))
         } catch {
@@ -11,7 +11,7 @@ public enum TriggerInstaller {
         }
     }
 
-    public static func uninstall(_ tables: [ResolvedTable], on connection: PGConnection) throws(PostgresError) {
+    package static func uninstall(_ tables: [ResolvedTable], on connection: PGConnection) throws(PostgresError) {
         do {
             try connection.execute(TriggerSQL.uninstall(tables: tables))
         } catch {

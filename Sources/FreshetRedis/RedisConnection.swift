@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Not thread-safe: every call blocks, and one thread alone uses an instance (the writer's thread). Commands go through
 /// `redisAppendCommandArgv`, byte-safe, so no key or value is ever read as a format string.
-public final class RedisConnection: @unchecked Sendable {
+package final class RedisConnection: @unchecked Sendable {
     private let context: UnsafeMutablePointer<redisContext>
 
     private init(context: UnsafeMutablePointer<redisContext>) { self.context = context }
@@ -15,7 +15,7 @@ public final class RedisConnection: @unchecked Sendable {
 
     /// Connects with `timeout` seconds for connecting and for each command, enables TCP keepalive, then AUTH and
     /// SELECT as the endpoint says.
-    public static func connect(_ endpoint: RedisEndpoint, timeout: Double) throws(RedisError) -> RedisConnection {
+    package static func connect(_ endpoint: RedisEndpoint, timeout: Double) throws(RedisError) -> RedisConnection {
         let tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
         let raw: UnsafeMutablePointer<redisContext>?
         switch endpoint.address {
@@ -54,13 +54,13 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     /// Sends one command and waits for its reply.
-    public func command(_ arguments: [String]) throws(RedisError) -> RedisReply {
+    package func command(_ arguments: [String]) throws(RedisError) -> RedisReply {
         try append(arguments)
         return try reply()
     }
 
     /// Queues a command in the output buffer (pipelining); read its reply later with `reply()`.
-    public func append(_ arguments: [String]) throws(RedisError) {
+    package func append(_ arguments: [String]) throws(RedisError) {
         let buffers = arguments.map { Array($0.utf8) }
         let lengths = buffers.map(\.count)
         let status: Int32 = withPointers(buffers) { pointers in
@@ -75,7 +75,7 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     /// Flushes queued commands if needed and reads the next reply.
-    public func reply() throws(RedisError) -> RedisReply {
+    package func reply() throws(RedisError) -> RedisReply {
         var raw: UnsafeMutableRawPointer?
         guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
             let text = errorText

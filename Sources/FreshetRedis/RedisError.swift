@@ -1,38 +1,38 @@
 /// An error talking to Redis, with the context a user needs. Messages never contain a password.
-public struct RedisError: Error, Sendable, CustomStringConvertible {
+package struct RedisError: Error, Sendable, CustomStringConvertible {
     /// What went wrong, coarsely.
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
+    package struct Code: Sendable, Hashable, CustomStringConvertible {
         let raw: String
         /// Could not connect, authenticate or select the database.
-        public static let connectionFailed = Code(raw: "connection failed")
+        package static let connectionFailed = Code(raw: "connection failed")
         /// The connection broke or timed out; the context is dead and must be replaced.
-        public static let connectionLost = Code(raw: "connection lost")
+        package static let connectionLost = Code(raw: "connection lost")
         /// Redis answered with an error reply (the connection is still fine).
-        public static let commandFailed = Code(raw: "command failed")
-        public var description: String { raw }
+        package static let commandFailed = Code(raw: "command failed")
+        package var description: String { raw }
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
     /// The error reply, for `commandFailed`.
-    public var reply: RedisErrorReply?
+    package var reply: RedisErrorReply?
 
-    public init(code: Code, message: String, reply: RedisErrorReply? = nil) {
+    package init(code: Code, message: String, reply: RedisErrorReply? = nil) {
         self.code = code
         self.message = message
         self.reply = reply
     }
 
     /// A command answered with an error reply.
-    public static func refused(_ command: String, _ reply: RedisErrorReply) -> RedisError {
+    package static func refused(_ command: String, _ reply: RedisErrorReply) -> RedisError {
         RedisError(code: .commandFailed, message: "\(command) refused: \(reply)", reply: reply)
     }
 
-    public var description: String { "Redis \(code): \(message)" }
+    package var description: String { "Redis \(code): \(message)" }
 }
 
 /// A reply from Redis.
-public enum RedisReply: Sendable, Equatable {
+package enum RedisReply: Sendable, Equatable {
     case status(String)
     case error(String)
     case integer(Int64)
@@ -41,7 +41,7 @@ public enum RedisReply: Sendable, Equatable {
     case null
 
     /// The reply as text, for bulk strings and status replies.
-    public var text: String? {
+    package var text: String? {
         switch self {
         case .status(let s): return s
         case .string(let b): return String(decoding: b, as: UTF8.self)

@@ -1,15 +1,15 @@
 import FreshetCore
 
 /// The Redis operations of one change, and the event to publish once Redis has acknowledged them; or a gap repair.
-public struct RedisJob: Sendable {
-    public var operations: [RedisOperation]
-    public var event: ChangeEvent?
+package struct RedisJob: Sendable {
+    package var operations: [RedisOperation]
+    package var event: ChangeEvent?
     /// Set on a gap repair job (its operations flush every template pattern): the cause, for the log and the resync.
-    public var repairCause: String?
+    package var repairCause: String?
     /// Its operations were dropped by a queue overflow (`redis_overflow`): only the event is left.
-    public var dropped = false
+    package var dropped = false
 
-    public init(operations: [RedisOperation], event: ChangeEvent?, repairCause: String? = nil) {
+    package init(operations: [RedisOperation], event: ChangeEvent?, repairCause: String? = nil) {
         self.operations = operations
         self.event = event
         self.repairCause = repairCause
@@ -17,18 +17,18 @@ public struct RedisJob: Sendable {
 }
 
 /// A job the writer has finished, in submission order.
-public struct RedisCompletion: Sendable {
-    public var job: RedisJob
+package struct RedisCompletion: Sendable {
+    package var job: RedisJob
     /// False when the job's event was released before Redis acknowledged every operation: Redis was away past
     /// `redis.timeout` (its operations are still queued, or were dropped with a gap recorded), or refused one (a
     /// `redis_refused` gap). Subscribers are not held back; the keys are put right by the retry or the repair.
-    public var acknowledged: Bool
+    package var acknowledged: Bool
     /// Keys deleted by the job's pattern flushes.
-    public var keysFlushed: Int
+    package var keysFlushed: Int
 }
 
 /// Counts what the writer does, for metrics and tests. Called on the writer's thread.
-public protocol RedisWriterObserver: Sendable {
+package protocol RedisWriterObserver: Sendable {
     func commandsCompleted(action: String, ok: Int, failed: Int)
     /// Redis answered a command with an error reply.
     func errorReplied(_ reply: RedisErrorReply)

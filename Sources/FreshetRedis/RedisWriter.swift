@@ -13,9 +13,9 @@ import ServiceLifecycle
 /// reported as a completion with `repairCause`, so that subscribers get a resync.
 ///
 /// On graceful shutdown it flushes what is queued for at most `shutdownTimeout` seconds; what is left is a gap.
-public final class RedisWriter: Service, @unchecked Sendable {
+package final class RedisWriter: Service, @unchecked Sendable {
     /// Completions in the order of the jobs, a batch at a time (a pipelined round trip's jobs together).
-    public let completions: AsyncStream<[RedisCompletion]>
+    package let completions: AsyncStream<[RedisCompletion]>
     private let completionSink: AsyncStream<[RedisCompletion]>.Continuation
     private let endpoint: RedisEndpoint
     private let timeout: Double
@@ -38,9 +38,9 @@ public final class RedisWriter: Service, @unchecked Sendable {
     /// Seconds between PINGs while idle.
     static let idlePing = 2.0
     /// Completion batches waiting for the publisher before the oldest are dropped (and subscribers told to resync).
-    public static let completionBuffer = 4096
+    package static let completionBuffer = 4096
 
-    public init(
+    package init(
         endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
         logger: Logger, observer: RedisWriterObserver? = nil
     ) {
@@ -58,7 +58,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
     }
 
     /// The patterns a gap repair flushes (every configured key template), and whether it flushes at all (`on_gap`).
-    public func configureRepair(patterns: [String], flush: Bool) {
+    package func configureRepair(patterns: [String], flush: Bool) {
         lock.withLock {
             repairPatterns = patterns
             flushOnGap = flush
@@ -67,29 +67,29 @@ public final class RedisWriter: Service, @unchecked Sendable {
 
     /// Why `/readyz` must say 503 because of Redis: it does not answer, cannot take writes now, refused a command,
     /// or a gap of the writer's own waits for repair. Empty when all is well.
-    public var notReadyReasons: [String] {
+    package var notReadyReasons: [String] {
         lock.withLock {
             !answered && published.fault == nil ? ["Redis has not answered yet"] : published.notReadyReasons(now: .now)
         }
     }
 
     /// Operations queued and not yet acknowledged.
-    public var pending: Int { queue.pendingOperations }
+    package var pending: Int { queue.pendingOperations }
 
     /// Queues a job. Never waits: past `maxPending` waiting operations the queue overflows (a `redis_overflow` gap).
-    public func submit(_ job: RedisJob) {
+    package func submit(_ job: RedisJob) {
         submit([job])
     }
 
     /// Queues jobs in order (one statement's changes); the writer sees them together, so they share round trips.
     /// Never waits: past `maxPending` waiting operations the queue overflows (a `redis_overflow` gap).
-    public func submit(_ jobs: [RedisJob]) {
+    package func submit(_ jobs: [RedisJob]) {
         let (pending, dropped) = queue.submit(jobs)
         observer?.pendingChanged(pending)
         if dropped > 0 { observer?.operationsDropped(dropped) }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await withGracefulShutdownHandler {
             // Cancelled: stop twice, so the thread does not wait for the flush.
             await runOnDedicatedThread(name: "freshet-redis", body: { self.loop() }, stop: { self.stop() }, cancelStop: { self.stop() })
@@ -99,7 +99,7 @@ public final class RedisWriter: Service, @unchecked Sendable {
     }
 
     /// Flushes what is queued (for at most `shutdownTimeout`), then ends the thread and `completions`.
-    public func stop() {
+    package func stop() {
         queue.stop(timeout: shutdownTimeout)
     }
 

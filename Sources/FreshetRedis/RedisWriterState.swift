@@ -11,9 +11,9 @@ import FreshetCore
 ///   template pattern) completes; the first cause is the one reported.
 /// - A **refusal** of a single command (`OOM`, `NOPERM`, …) keeps `/readyz` at 503 until a later batch goes through
 ///   with no error reply, or `refusalHold` seconds pass without one.
-public struct RedisWriterState: Sendable {
+package struct RedisWriterState: Sendable {
     /// Why Redis cannot be written to now.
-    public enum Fault: Sendable, Equatable {
+    package enum Fault: Sendable, Equatable {
         /// No connection, or it broke or timed out.
         case unreachable(String)
         /// Redis answered "not now" (`READONLY`, `LOADING`, …).
@@ -22,7 +22,7 @@ public struct RedisWriterState: Sendable {
         case repairRefused(RedisErrorReply)
 
         /// For `/readyz` and the log.
-        public var reason: String {
+        package var reason: String {
             switch self {
             case .unreachable(let message): return "Redis does not answer: \(message)"
             case .notNow(let reply): return "Redis cannot take writes now: \(reply)"
@@ -32,37 +32,37 @@ public struct RedisWriterState: Sendable {
     }
 
     /// What the writer does after a failed attempt.
-    public struct Decision: Sendable, Equatable {
+    package struct Decision: Sendable, Equatable {
         /// Report the waiting jobs' events now: Redis has been away for `timeout` or longer.
-        public var releaseEvents = false
+        package var releaseEvents = false
         /// Drop the backlog and record a gap with this cause.
-        public var dropBacklog: String?
+        package var dropBacklog: String?
         /// Shutting down past the deadline: drop the backlog (a `shutdown` gap) and end.
-        public var stop = false
+        package var stop = false
         /// Log this attempt's fault (the first attempt of an outage, then every 20th).
-        public var log = false
+        package var log = false
         /// Seconds to wait before the next attempt.
-        public var delay: Double = 0
+        package var delay: Double = 0
     }
 
-    public let timeout: Double
-    public let maxOutage: Double
+    package let timeout: Double
+    package let maxOutage: Double
     /// Seconds a single refused command keeps `/readyz` at 503 when no later batch clears it.
-    public static let refusalHold = 30.0
+    package static let refusalHold = 30.0
 
-    public private(set) var outageSince: ContinuousClock.Instant?
-    public private(set) var fault: Fault?
-    public private(set) var gapCause: String?
-    public private(set) var lastRefusal: (reply: RedisErrorReply, at: ContinuousClock.Instant)?
+    package private(set) var outageSince: ContinuousClock.Instant?
+    package private(set) var fault: Fault?
+    package private(set) var gapCause: String?
+    package private(set) var lastRefusal: (reply: RedisErrorReply, at: ContinuousClock.Instant)?
     private var backoff = Backoff(base: 0.05, cap: 1)
 
-    public init(timeout: Double, maxOutage: Double) {
+    package init(timeout: Double, maxOutage: Double) {
         self.timeout = timeout
         self.maxOutage = maxOutage
     }
 
     /// An attempt failed: start or continue the outage and say what to do.
-    public mutating func failed(
+    package mutating func failed(
         _ fault: Fault, now: ContinuousClock.Instant, hasBacklog: Bool, stopping: Bool, pastDeadline: Bool
     ) -> Decision {
         let since = outageSince ?? now
@@ -82,7 +82,7 @@ public struct RedisWriterState: Sendable {
     }
 
     /// An attempt went through. Returns true when it ended an outage.
-    public mutating func succeeded() -> Bool {
+    package mutating func succeeded() -> Bool {
         fault = nil
         guard outageSince != nil else { return false }
         outageSince = nil
@@ -91,29 +91,29 @@ public struct RedisWriterState: Sendable {
     }
 
     /// A batch went through with no error reply: a past refusal no longer holds readiness.
-    public mutating func clearRefusal() { lastRefusal = nil }
+    package mutating func clearRefusal() { lastRefusal = nil }
 
     /// Redis refused a single command (the writer fell back or recorded a gap).
-    public mutating func refused(_ reply: RedisErrorReply, now: ContinuousClock.Instant) {
+    package mutating func refused(_ reply: RedisErrorReply, now: ContinuousClock.Instant) {
         lastRefusal = (reply, now)
     }
 
     /// Opens a gap (or keeps the one open, with its first cause). Returns true when it was not open yet.
     @discardableResult
-    public mutating func openGap(_ cause: String) -> Bool {
+    package mutating func openGap(_ cause: String) -> Bool {
         guard gapCause == nil else { return false }
         gapCause = cause
         return true
     }
 
     /// The gap's repair completed. Returns its cause.
-    public mutating func repaired() -> String? {
+    package mutating func repaired() -> String? {
         defer { gapCause = nil }
         return gapCause
     }
 
     /// Why `/readyz` should say 503 because of Redis; empty when Redis takes writes and no gap waits.
-    public func notReadyReasons(now: ContinuousClock.Instant) -> [String] {
+    package func notReadyReasons(now: ContinuousClock.Instant) -> [String] {
         var reasons: [String] = []
         if let fault { reasons.append(fault.reason) }
         if let gapCause { reasons.append("Redis operations were dropped (gap: \(gapCause)); repair waits for Redis") }

@@ -5,7 +5,7 @@ import Foundation
 /// The listener and the Redis writer each own a C connection that only their thread touches; both start it this way.
 /// `stop` is called on graceful shutdown and on cancellation (`cancelStop` too, when given, for an immediate stop);
 /// it must make `body` return.
-public func runOnDedicatedThread(
+package func runOnDedicatedThread(
     name: String, body: @escaping @Sendable () -> Void, stop: @escaping @Sendable () -> Void,
     cancelStop: (@Sendable () -> Void)? = nil
 ) async {

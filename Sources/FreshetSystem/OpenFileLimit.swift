@@ -1,10 +1,10 @@
 import Glibc
 
 /// The process's open-file limit: each SSE subscriber (and each of the bench's clients) holds a socket.
-public enum OpenFileLimit {
+package enum OpenFileLimit {
     /// Raises the soft limit to the hard limit; returns the limit before and the limit now in force.
     @discardableResult
-    public static func raiseToHard() -> (before: Int, now: Int) {
+    package static func raiseToHard() -> (before: Int, now: Int) {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
         let before = Int(limit.rlim_cur)

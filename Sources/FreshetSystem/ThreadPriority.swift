@@ -1,10 +1,10 @@
 import Glibc
 
 /// The calling thread's scheduling priority (Linux lets each thread have its own nice value).
-public enum ThreadPriority {
+package enum ThreadPriority {
     /// Sets the calling thread's nice value (raising it needs no privilege). Does nothing if the thread id cannot be
     /// read.
-    public static func lowerCurrent(to nice: Int32) {
+    package static func lowerCurrent(to nice: Int32) {
         guard let thread = currentThreadID() else { return }
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(thread), nice)
     }

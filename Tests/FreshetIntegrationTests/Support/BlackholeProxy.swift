@@ -49,9 +49,12 @@ final class BlackholeProxy: @unchecked Sendable {
     private func relay(_ a: Int32, _ b: Int32) {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while !isClosed {
+            if isSwallowing {  // hold everything: nothing read, nothing passed on (and no busy loop on pending data)
+                usleep(100_000)
+                continue
+            }
             var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
             guard poll(&fds, 2, 100) >= 0 else { break }
-            if isSwallowing { continue }  // hold everything: nothing read, nothing passed on
             for (from, to) in [(0, b), (1, a)] where fds[from].revents != 0 {
                 let n = read(fds[from].fd, &buffer, buffer.count)
                 if n <= 0 {

@@ -117,3 +117,11 @@ final class TestRedis: @unchecked Sendable {
     func get(_ key: String) throws -> String? { try run("GET", key).text }
     func exists(_ key: String) throws -> Bool { try run("EXISTS", key) == .integer(1) }
 }
+
+/// Runs blocking work (many synchronous Redis or PostgreSQL calls) on a thread of its own and waits for it without
+/// holding a thread of the cooperative pool, which has only two threads here and runs every test's Freshet.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
