@@ -62,6 +62,17 @@ enum TestServers {
     }
 
     /// A socket bound to 127.0.0.1 on a port the kernel chose, and that port; the caller closes it.
+    /// Connects `fd` (a TCP socket) to `127.0.0.1:port`; false when refused.
+    static func connectLoopback(_ fd: Int32, port: Int) -> Bool {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
     static func boundSocket(listening: Bool) -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
