@@ -38,11 +38,11 @@ package final class RedisWriter: Service, @unchecked Sendable {
     /// Seconds between PINGs while idle.
     static let idlePing = 2.0
     /// Completion batches waiting for the publisher before the oldest are dropped (and subscribers told to resync).
-    package static let completionBuffer = 4096
+    package static let defaultCompletionBuffer = 4096
 
     package init(
         endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
-        logger: Logger, observer: RedisWriterObserver? = nil
+        logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer
     ) {
         self.endpoint = endpoint
         self.timeout = timeout
@@ -53,7 +53,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
         self.queue = RedisJobQueue(maxPending: maxPending)
         self.published = RedisWriterState(timeout: timeout, maxOutage: maxOutage)
         (completions, completionSink) = AsyncStream.makeStream(
-            of: [RedisCompletion].self, bufferingPolicy: .bufferingOldest(Self.completionBuffer)
+            of: [RedisCompletion].self, bufferingPolicy: .bufferingOldest(completionBuffer)
         )
     }
 
@@ -230,7 +230,8 @@ package final class RedisWriter: Service, @unchecked Sendable {
         t.backlog.removeAll { $0.job.repairCause == nil }
         let dropped = t.backlogOperations - t.backlog.reduce(0) { $0 + $1.job.operations.count }
         t.backlogOperations -= dropped
-        observer?.pendingChanged(queue.release(dropped))
+        let pending = queue.release(dropped)  // not inside `observer?.…(…)`: that skips its argument without an observer
+        observer?.pendingChanged(pending)
         if dropped > 0 { observer?.operationsDropped(dropped) }
         openGap(&t, cause: cause, detail: detail, operations: dropped)
     }
@@ -331,7 +332,8 @@ package final class RedisWriter: Service, @unchecked Sendable {
             }
             t.backlog.removeFirst(count)
             t.backlogOperations -= operations
-            observer?.pendingChanged(queue.release(operations))
+            let pending = queue.release(operations)
+            observer?.pendingChanged(pending)
             deliver(&t)
             if let reply = result.unrepaired {
                 t.state.refused(reply, now: .now)

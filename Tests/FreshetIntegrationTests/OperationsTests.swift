@@ -174,6 +174,34 @@ extension OperationsTests {
     }
 }
 
+extension OperationsTests {
+    /// A rejected notification is logged by its size, never its text (payloads are row data).
+    @Test func aRejectedPayloadIsLoggedWithoutItsText() async throws {
+        try await TestServers.withDatabase { url in
+            try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY)")
+            let port = TestServers.freePort()
+            let config = try writeConfig("""
+                postgres: {url: "\(url)"}
+                redis: {url: "\(try TestServers.require().redis)"}
+                http: {listen: "127.0.0.1:\(port)"}
+                tables: [{name: users, redis: [{key: "rej:{id}"}]}]
+                """)
+            let run = try CLIProcess(["run", "--config", config])
+            defer { run.signal(SIGKILL) }
+            try await eventually("ready", timeout: 20) { (try? await httpGet(port: port, path: "/readyz"))?.status == 200 }
+            let db = try PGConnection.connect(url)
+            try db.execute(#"SELECT pg_notify('freshet', 'not json: alice@example.com')"#)
+            try db.execute(#"SELECT pg_notify('freshet', '{"v":1,"op":"insert","schema":"public","table":"other","at":"t","rows":[{"new":{"email":"bob@example.com"}}]}')"#)
+            try await eventually("both rejections logged") {
+                run.stderr.contains("not a Freshet change") && run.stderr.contains("not configured")
+            }
+            #expect(!run.stderr.contains("alice@example.com"))
+            #expect(!run.stderr.contains("bob@example.com"))
+            #expect(run.stderr.contains("payload_bytes="))
+        }
+    }
+}
+
 final class LockedLines: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []

@@ -1,0 +1,34 @@
+import Foundation
+import FreshetCore
+import FreshetRedis
+import Logging
+import Testing
+
+/// The Redis writer on its own, against a real Redis.
+@Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"))
+struct RedisWriterTests {
+    /// A publisher that does not keep up: completions past the buffer are dropped, counted, and followed by one
+    /// `events_dropped` resync marker, so subscribers never miss events silently.
+    @Test func completionsPastTheBufferAreDroppedAndAResyncFollows() async throws {
+        let (_, url) = try TestServers.require()
+        let writer = RedisWriter(
+            endpoint: try RedisEndpoint(parsing: url), timeout: 2, maxPending: 100_000, shutdownTimeout: 2,
+            logger: Logger(label: "test"), completionBuffer: 2
+        )
+        let run = Task { try await writer.run() }
+        let prefix = TestServers.uniquePrefix()
+        for i in 0..<20 {  // one job a round trip apart: more batches than the buffer holds, nobody reading
+            writer.submit(RedisJob(operations: [.unlink("\(prefix):\(i)")], event: nil))
+            try await eventually("job \(i) applied (pending \(writer.pending), \(writer.notReadyReasons))") { writer.pending == 0 }
+        }
+        writer.stop()
+        var batches: [[RedisCompletion]] = []
+        for await batch in writer.completions { batches.append(batch) }
+        _ = try? await run.value
+        let all = batches.flatMap { $0 }
+        #expect(all.count < 20)  // the rest was dropped
+        #expect(all.contains { $0.job.repairCause == "events_dropped" })
+        let marker = try #require(all.firstIndex { $0.job.repairCause == "events_dropped" })
+        #expect(marker >= 2)  // after what the buffer held
+    }
+}
