@@ -156,9 +156,16 @@ struct ConfigReader {
         ) else { return nil }
 
         // postgres
-        let pg = mapping(top["postgres"], "postgres", allowed: ["url", "channel"]) ?? [:]
+        let pg = mapping(top["postgres"], "postgres", allowed: ["url", "channel", "source", "replication"]) ?? [:]
         var postgres = PostgresSettings(url: string(pg["url"], "postgres.url") ?? "")
         if let channel = string(pg["channel"], "postgres.channel") { postgres.channel = channel }
+        if let source = enumeration(pg["source"], "postgres.source", CaptureSource.self) { postgres.source = source }
+        if let rep = mapping(pg["replication"], "postgres.replication", allowed: ["slot", "publication", "manage", "max_retained"]) {
+            if let v = string(rep["slot"], "postgres.replication.slot") { postgres.replication.slot = v }
+            if let v = string(rep["publication"], "postgres.replication.publication") { postgres.replication.publication = v }
+            if let v = bool(rep["manage"], "postgres.replication.manage") { postgres.replication.manage = v }
+            if let v = integer(rep["max_retained"], "postgres.replication.max_retained", unit: "bytes") { postgres.replication.maxRetained = v }
+        }
         if let url = environment["DATABASE_URL"], !url.isEmpty { postgres.url = url }
         if postgres.url.isEmpty {
             problem("postgres.url", top["postgres"], "required (or set DATABASE_URL)")

@@ -32,10 +32,47 @@ public struct PostgresSettings: Sendable, Equatable {
     public var url: String
     /// The NOTIFY channel the triggers send on. Default `freshet`.
     public var channel: String
+    /// How changes are captured: `notify` (triggers + LISTEN, the default) or `replication` (a logical slot).
+    public var source: CaptureSource
+    /// `postgres.replication:` — the slot and publication of the `replication` source.
+    public var replication: ReplicationSettings
 
-    public init(url: String, channel: String = "freshet") {
+    public init(
+        url: String, channel: String = "freshet", source: CaptureSource = .notify, replication: ReplicationSettings = .init()
+    ) {
         self.url = url
         self.channel = channel
+        self.source = source
+        self.replication = replication
+    }
+}
+
+/// Where Freshet learns of row changes.
+public enum CaptureSource: String, Sendable, Equatable, CaseIterable {
+    /// Statement-level triggers that `pg_notify`, and one LISTEN connection: any PostgreSQL, at-most-once (gaps are
+    /// repaired by a flush).
+    case notify
+    /// A permanent logical replication slot (pgoutput): needs `wal_level = logical`; at-least-once, in commit order,
+    /// nothing lost across restarts, nothing added to the application's writes.
+    case replication
+}
+
+/// `postgres.replication:` — the logical slot and the publication Freshet reads.
+public struct ReplicationSettings: Sendable, Equatable {
+    /// The permanent logical slot (pgoutput), created when missing. Default `freshet`.
+    public var slot: String
+    /// The publication, created and kept equal to `tables` when `manage` is true. Default `freshet`.
+    public var publication: String
+    /// Create and alter the publication (true, the default), or require it to exist as configured.
+    public var manage: Bool
+    /// Bytes of WAL the slot may hold back before `/readyz` says 503 and a warning is logged. Default 1 GiB.
+    public var maxRetained: Int
+
+    public init(slot: String = "freshet", publication: String = "freshet", manage: Bool = true, maxRetained: Int = 1 << 30) {
+        self.slot = slot
+        self.publication = publication
+        self.manage = manage
+        self.maxRetained = maxRetained
     }
 }
 

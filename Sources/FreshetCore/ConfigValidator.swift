@@ -2,6 +2,14 @@
 public enum ConfigValidator {
     public static func validate(_ config: FreshetConfig) -> [ConfigProblem] {
         var problems: [ConfigProblem] = []
+        let slot = config.postgres.replication.slot
+        if slot.isEmpty || slot.utf8.count > 63 || !slot.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }) {
+            problems.append(.init(field: "postgres.replication.slot", message: "must be 1 to 63 lower-case letters, digits or _ (a replication slot name)"))
+        }
+        let publication = config.postgres.replication.publication
+        if publication.isEmpty || publication.utf8.count > 63 {
+            problems.append(.init(field: "postgres.replication.publication", message: "must be 1 to 63 bytes long (a PostgreSQL identifier)"))
+        }
         let channel = config.postgres.channel
         if channel.isEmpty || channel.utf8.count > 63 {
             problems.append(.init(field: "postgres.channel", message: "must be 1 to 63 bytes long (a PostgreSQL identifier)"))

@@ -42,7 +42,7 @@ struct CoreFlowTests {
         try await withFreshet { f, client, redis in
             try redis.run("SET", "\(f.prefix):user:1", "stale")
             try redis.run("SET", "\(f.prefix):org:7:members", "stale")
-            try f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (7, 'Ann', 'ann@example.com', 'secret bio')")
+            try await f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (7, 'Ann', 'ann@example.com', 'secret bio')")
             try await eventually("insert event") { client.changes.count == 1 }
             // Invalidate first, then tell: by the time the event arrived, Redis has the new state.
             #expect(try !redis.exists("\(f.prefix):user:1"))
@@ -70,12 +70,12 @@ struct CoreFlowTests {
 
     @Test func updateThatMovesTheKeyDeletesOldAndNew() async throws {
         try await withFreshet { f, client, redis in
-            try f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
             try await eventually("insert event") { client.changes.count == 1 }
             try redis.run("SET", "\(f.prefix):org:7:members", "stale")
             try redis.run("SET", "\(f.prefix):org:8:members", "stale")
             try redis.run("SET", "\(f.prefix):user:1", "stale")
-            try f.sql("UPDATE users SET org_id = 8, name = 'Ann B' WHERE id = 1")
+            try await f.sql("UPDATE users SET org_id = 8, name = 'Ann B' WHERE id = 1")
             try await eventually("update event") { client.changes.count == 2 }
             #expect(try !redis.exists("\(f.prefix):org:7:members"))
             #expect(try !redis.exists("\(f.prefix):org:8:members"))
@@ -89,11 +89,11 @@ struct CoreFlowTests {
 
     @Test func updateOfIgnoredColumnsOnlySendsNothing() async throws {
         try await withFreshet { f, client, redis in
-            try f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann'), (7, 'Bob')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann'), (7, 'Bob')")
             try await eventually("insert events") { client.changes.count == 2 }
             try redis.run("SET", "\(f.prefix):user:1", "cached")
-            try f.sql("UPDATE users SET last_seen_at = now() WHERE id = 1")
-            try f.sql("UPDATE users SET name = 'Bobby' WHERE id = 2")  // a marker that must arrive after
+            try await f.sql("UPDATE users SET last_seen_at = now() WHERE id = 1")
+            try await f.sql("UPDATE users SET name = 'Bobby' WHERE id = 2")  // a marker that must arrive after
             try await eventually("marker event") { client.changes.count >= 3 }
             #expect(client.changes.count == 3)
             #expect(try json(client.changes[2])["key"] == .object(["id": .number("2")]))
@@ -105,7 +105,7 @@ struct CoreFlowTests {
         try await withFreshet { f, client, redis in
             let listen = try PGConnection.connect(f.databaseURL)
             try listen.execute("LISTEN freshet")
-            try f.sql("INSERT INTO users (org_id, name) SELECT g % 10, 'user ' || g FROM generate_series(1, 1000) g")
+            try await f.sql("INSERT INTO users (org_id, name) SELECT g % 10, 'user ' || g FROM generate_series(1, 1000) g")
             try await eventually("1000 insert events") { client.changes.count == 1000 }
             try listen.consumeInput()
             let notifications = listen.drainNotifications().count
@@ -114,7 +114,7 @@ struct CoreFlowTests {
             for id in [1, 500, 1000] { try redis.run("SET", "\(f.prefix):user:\(id)", "stale") }
             for org in [0, 5, 105] { try redis.run("SET", "\(f.prefix):org:\(org):members", "stale") }
             // Every row's key template column moves: old and new rows stay paired, so both lists are invalidated.
-            try f.sql("UPDATE users SET org_id = org_id + 100, name = name || ' moved'")
+            try await f.sql("UPDATE users SET org_id = org_id + 100, name = name || ' moved'")
             try await eventually("1000 update events") { client.changes.count == 2000 }
             for id in [1, 500, 1000] { #expect(try !redis.exists("\(f.prefix):user:\(id)")) }
             for org in [0, 5, 105] { #expect(try !redis.exists("\(f.prefix):org:\(org):members")) }
@@ -130,8 +130,8 @@ struct CoreFlowTests {
             ]), "\(moved)")
 
             // In one statement, rows where only ignored columns changed send nothing; the others do.
-            try f.sql("UPDATE users SET last_seen_at = now(), name = CASE WHEN id = 7 THEN 'seven' ELSE name END")
-            try f.sql("DELETE FROM users WHERE id > 990")
+            try await f.sql("UPDATE users SET last_seen_at = now(), name = CASE WHEN id = 7 THEN 'seven' ELSE name END")
+            try await f.sql("DELETE FROM users WHERE id > 990")
             try await eventually("one update and ten deletes") { client.changes.count >= 2011 }
             #expect(client.changes.count == 2011)
             #expect(try json(client.changes[2000])["key"] == .object(["id": .number("7")]))
@@ -141,11 +141,11 @@ struct CoreFlowTests {
 
     @Test func deleteRemovesEveryKeyIncludingSetOnes() async throws {
         try await withFreshet { f, client, redis in
-            try f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
             try await eventually("insert event") { client.changes.count == 1 }
             #expect(try redis.exists("\(f.prefix):user:1:card"))
             try redis.run("SET", "\(f.prefix):user:1", "cached")
-            try f.sql("DELETE FROM users WHERE id = 1")
+            try await f.sql("DELETE FROM users WHERE id = 1")
             try await eventually("delete event") { client.changes.count == 2 }
             #expect(try !redis.exists("\(f.prefix):user:1:card"))
             #expect(try !redis.exists("\(f.prefix):user:1"))
@@ -163,7 +163,7 @@ struct CoreFlowTests {
                 try redis.run("SET", "\(f.prefix):org:\(i):members", "x")
             }
             try redis.run("SET", "\(f.prefix):other:1", "keep")
-            try f.sql("TRUNCATE users")
+            try await f.sql("TRUNCATE users")
             try await eventually("truncate event") { client.changes.count == 1 }
             guard case .array(let left) = try redis.run("KEYS", "\(f.prefix):*") else { throw TestFailure("KEYS") }
             #expect(left == [.string(Array("\(f.prefix):other:1".utf8))])
@@ -177,15 +177,15 @@ struct CoreFlowTests {
     @Test func megabyteRowIsReadBackAndTheWriteSucceeds() async throws {
         try await withFreshet { f, client, redis in
             let big = String(repeating: "x", count: 1_000_000)
-            try f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (7, 'Ann', 'a@x', '\(big)')")
+            try await f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (7, 'Ann', 'a@x', '\(big)')")
             try await eventually("insert event") { client.changes.count == 1 }
             let card = try #require(try redis.get("\(f.prefix):user:1:card"))
             #expect(card.contains("a@x"))  // read back by key: the payload carried only id and org_id
-            try f.sql("UPDATE users SET email = 'b@x', bio = bio || 'y' WHERE id = 1")
+            try await f.sql("UPDATE users SET email = 'b@x', bio = bio || 'y' WHERE id = 1")
             try await eventually("update event") { client.changes.count == 2 }
             #expect(try redis.get("\(f.prefix):user:1:card")?.contains("b@x") == true)
             // Oversized and then gone before the read-back: treated as deleted.
-            try f.sql("""
+            try await f.sql("""
                 BEGIN; UPDATE users SET bio = bio || 'z' WHERE id = 1; DELETE FROM users WHERE id = 1; COMMIT;
                 """)
             try await eventually("update+delete events") { client.changes.count == 4 }
@@ -196,7 +196,7 @@ struct CoreFlowTests {
     @Test func nullPlaceholderSkipsThatKeyOnly() async throws {
         try await withFreshet { f, client, redis in
             try redis.run("SET", "\(f.prefix):user:1", "stale")
-            try f.sql("INSERT INTO users (org_id, name) VALUES (NULL, 'Nobody')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (NULL, 'Nobody')")
             try await eventually("insert event") { client.changes.count == 1 }
             #expect(try !redis.exists("\(f.prefix):user:1"))
             let event = try json(client.changes[0])
@@ -206,12 +206,12 @@ struct CoreFlowTests {
 
     @Test func malformedNotificationsAreCountedAndSkipped() async throws {
         try await withFreshet { f, client, redis in
-            try f.sql("""
+            try await f.sql("""
                 SELECT pg_notify('freshet', 'not json');
                 SELECT pg_notify('freshet', '{"v":1,"op":"insert","schema":"public","table":"nope","at":"x","new":{}}');
                 SELECT pg_notify('freshet', '[1,2,3]');
                 """)
-            try f.sql("INSERT INTO users (org_id, name) VALUES (1, 'after junk')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (1, 'after junk')")
             try await eventually("event after junk") { client.changes.count == 1 }
             #expect(f.app.stats.rejected == 3)
         }
@@ -245,7 +245,7 @@ struct CoreFlowTests {
             }
             try await eventually("ready again") { f.app.notReadyReasons.isEmpty }
             try redis.run("SET", "\(f.prefix):user:1", "stale")
-            try f.sql("INSERT INTO users (org_id, name) VALUES (7, 'after reconnect')")
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'after reconnect')")
             try await eventually("event after reconnect") { client.changes.count == 1 }
             #expect(try !redis.exists("\(f.prefix):user:1"))
         }

@@ -44,7 +44,7 @@ struct FaultTests {
         try await scenario(redis: redis) { f, client, keys in
             try await redis.stop()
             try await eventually("/readyz 503 while Redis is down") { try await ready(f) == 503 }
-            try f.sql("UPDATE users SET name = 'new' WHERE id <= 3")
+            try await f.sql("UPDATE users SET name = 'new' WHERE id <= 3")
             // Events are not held back beyond redis.timeout while Redis is away.
             try await eventually("events while Redis is down") { client.changes.count == 3 }
             try await redis.start()
@@ -59,7 +59,7 @@ struct FaultTests {
         try await scenario(redis: redis) { f, client, keys in
             redis.pause()
             defer { redis.resume() }
-            try f.sql("UPDATE users SET name = 'new' WHERE id IN (2, 4)")
+            try await f.sql("UPDATE users SET name = 'new' WHERE id IN (2, 4)")
             try await eventually("events while Redis hangs") { client.changes.count == 2 }
             try await eventually("/readyz 503 while Redis hangs") { try await ready(f) == 503 }
             redis.resume()
@@ -73,7 +73,7 @@ struct FaultTests {
         let redis = try await OwnRedis()
         try await scenario(redis: redis) { f, client, keys in
             try redis.run("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-            try f.sql("UPDATE users SET name = 'new' WHERE id IN (1, 5)")
+            try await f.sql("UPDATE users SET name = 'new' WHERE id IN (1, 5)")
             try await eventually("events") { client.changes.count == 2 }
             try await eventually("changed rows' keys gone") { try keys().stale([1, 5]).isEmpty }
             #expect(try await ready(f) == 200)
@@ -85,7 +85,7 @@ struct FaultTests {
         try await scenario(redis: redis, redisLines: "  timeout: 0.3\n  max_outage: 1") { f, client, keys in
             redis.pause()
             defer { redis.resume() }
-            try f.sql("UPDATE users SET name = 'new' WHERE id = 3")
+            try await f.sql("UPDATE users SET name = 'new' WHERE id = 3")
             try await eventually("event while Redis hangs") { client.changes.count == 1 }
             try await eventually("/readyz 503") { try await ready(f) == 503 }
             try await Task.sleep(for: .seconds(1.5))  // the fault must outlast redis.max_outage
@@ -101,7 +101,7 @@ struct FaultTests {
         try await scenario(redis: redis, redisLines: "  timeout: 0.3\n  max_pending: 5") { f, client, keys in
             redis.pause()
             defer { redis.resume() }
-            try f.sql("UPDATE users SET name = 'new'")  // ten operations: past max_pending
+            try await f.sql("UPDATE users SET name = 'new'")  // ten operations: past max_pending
             try await eventually("events while Redis hangs") { client.changes.count == 10 }
             redis.resume()
             try await eventually("resync after the repair") { client.messages.contains { $0.event == "resync" } }

@@ -21,7 +21,7 @@ struct InspectorBrowserTests {
                 try await eventually("page connected", timeout: 20) {
                     try await browser.script("return document.getElementById('state').textContent") == .string("open")
                 }
-                try fixture.sql("INSERT INTO users VALUES (4242, 'Ada')")
+                try await fixture.sql("INSERT INTO users VALUES (4242, 'Ada')")
                 try await eventually("the page shows the change", timeout: 20) {
                     let text = try await browser.script("""
                         const row = document.querySelector('#events tr.event-row');

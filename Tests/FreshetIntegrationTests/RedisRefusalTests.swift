@@ -69,7 +69,7 @@ struct RedisRefusalTests {
         try await scenario(redis: redis, redisURL: "redis://freshet:pw@127.0.0.1:\(redis.port)/0") { c in
             let before = try await c.metrics()
             try redis.run("ACL", "SETUSER", "freshet", "-unlink", "-set")
-            try c.fixture.sql("UPDATE users SET name = 'new' WHERE id IN (1, 2)")
+            try await c.fixture.sql("UPDATE users SET name = 'new' WHERE id IN (1, 2)")
             try await eventually("/readyz 503 naming NOPERM") {
                 let r = try await c.readyz()
                 return r.status == 503 && r.body.contains("NOPERM")
@@ -97,7 +97,7 @@ struct RedisRefusalTests {
         try await scenario(redis: redis) { c in
             let before = try await c.metrics()
             try redis.run("CONFIG", "SET", "maxmemory", "1")  // every write that may grow memory is refused (OOM)
-            try c.fixture.sql("UPDATE users SET name = 'new' WHERE id = 3")
+            try await c.fixture.sql("UPDATE users SET name = 'new' WHERE id = 3")
             try await eventually("the refused SET's old value is gone") { try c.names([3])[3]! == nil }
             #expect(try c.keys.stale([3]).isEmpty)
             try await eventually("/readyz 503 naming OOM") {
@@ -107,7 +107,7 @@ struct RedisRefusalTests {
             #expect(!c.client.messages.contains { $0.event == "resync" })  // the fallback worked: no gap
 
             try redis.run("CONFIG", "SET", "maxmemory", "0")
-            try c.fixture.sql("UPDATE users SET name = 'newer' WHERE id = 4")
+            try await c.fixture.sql("UPDATE users SET name = 'newer' WHERE id = 4")
             try await eventually("SET works again") { try c.names([4])[4]!.map { $0.contains("newer") } == true }
             try await eventually("/readyz 200 after a clean batch") { try await c.readyz().status == 200 }
             #expect(try c.keys.stale([3, 4]).isEmpty)
@@ -130,7 +130,7 @@ struct RedisRefusalTests {
             try await eventually("replica in sync") {
                 (try redis.run("INFO", "replication").text ?? "").contains("master_link_status:up")
             }
-            try c.fixture.sql("UPDATE users SET name = 'new' WHERE id IN (5, 6)")
+            try await c.fixture.sql("UPDATE users SET name = 'new' WHERE id IN (5, 6)")
             try await eventually("/readyz 503 naming READONLY") {
                 let r = try await c.readyz()
                 return r.status == 503 && r.body.contains("READONLY")

@@ -43,13 +43,13 @@ struct SSETests {
             let mixed = try await f.subscribe("?topic=users/2&topic=orders")
             let wildcard = try await f.subscribe("?topic=users/*")
             let everything = try await f.subscribe()
-            try f.sql("INSERT INTO users VALUES (1, 'a'), (2, 'b'); INSERT INTO orders VALUES (9, 100); UPDATE users SET name = 'c' WHERE id = 1")
+            try await f.sql("INSERT INTO users VALUES (1, 'a'), (2, 'b'); INSERT INTO orders VALUES (9, 100); UPDATE users SET name = 'c' WHERE id = 1")
             try await eventually("all events") { everything.changes.count == 4 }
             try await eventually("filtered events") { mixed.changes.count == 2 && wildcard.changes.count == 3 }
             #expect(try keys(mixed) == ["users/2", "orders/9"])
             #expect(try keys(wildcard) == ["users/1", "users/2", "users/1"])
             // A truncate concerns every row: it reaches subscribers of any of the table's topics.
-            try f.sql("TRUNCATE users")
+            try await f.sql("TRUNCATE users")
             try await eventually("truncate reaches users/* and users/2") {
                 wildcard.changes.count == 4 && mixed.changes.count == 3 && everything.changes.count == 5
             }
@@ -80,17 +80,17 @@ struct SSETests {
     @Test func resumeWithLastEventIDLosesAndDoublesNothing() async throws {
         try await withFreshet { f in
             let first = try await f.subscribe("?topic=users/*")
-            try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 5) g")
+            try await f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 5) g")
             try await eventually("five events") { first.changes.count == 5 }
             let lastSeen = try #require(first.changes[2].id)  // pretend the client saw only three
             first.disconnect()
-            try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(6, 8) g; INSERT INTO orders VALUES (1, 1)")
+            try await f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(6, 8) g; INSERT INTO orders VALUES (1, 1)")
             try await eventually("orders event published") { f.app.hub.lastEventID.sequence == 9 }
             let resumed = try await f.subscribe("?topic=users/*", headers: ["Last-Event-ID": lastSeen])
             try await eventually("replayed events") { resumed.changes.count == 5 }
             #expect(try keys(resumed) == ["users/4", "users/5", "users/6", "users/7", "users/8"])
             #expect(!resumed.messages.contains { $0.event == "resync" })
-            try f.sql("INSERT INTO users VALUES (9, 'live')")
+            try await f.sql("INSERT INTO users VALUES (9, 'live')")
             try await eventually("live event after replay") { resumed.changes.count == 6 }
             #expect(Set(resumed.changes.compactMap(\.id)).count == 6)
             // The query parameter works the same way, for EventSource polyfills.
@@ -103,7 +103,7 @@ struct SSETests {
     /// instead of a replay that would hold more than its buffer.
     @Test func aReplayLargerThanTheClientBufferIsAResync() async throws {
         try await withFreshet(http: "  client_buffer: 2000") { f in
-            try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
+            try await f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
             try await eventually("forty events") { f.app.hub.lastEventID.sequence == 40 }
             let epoch = f.app.hub.epoch
             let far = try await f.subscribe(headers: ["Last-Event-ID": "\(epoch)-1"])  // 39 events: more than 2000 bytes
@@ -118,7 +118,7 @@ struct SSETests {
 
     @Test func tooOldOrForeignIDGetsOneResyncThenLiveEvents() async throws {
         try await withFreshet(http: "  replay: 3") { f in
-            try f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 6) g")
+            try await f.sql("INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 6) g")
             try await eventually("six events") { f.app.hub.lastEventID.sequence == 6 }
             let epoch = f.app.hub.epoch
             for id in ["\(epoch)-1", "\(epoch - 1)-5", "garbage"] {
@@ -186,7 +186,7 @@ struct SSETests {
             // No topic with a JWT: every topic the claim allows, and nothing else.
             let scoped = try await f.subscribe(headers: ["Authorization": "Bearer \(usersJWT)"])
             let all = try await f.subscribe("?access_token=static-token-1")
-            try f.sql("INSERT INTO orders VALUES (1, 1); INSERT INTO users VALUES (1, 'a')")
+            try await f.sql("INSERT INTO orders VALUES (1, 1); INSERT INTO users VALUES (1, 'a')")
             try await eventually("events") { all.changes.count == 2 && scoped.changes.count == 1 }
             #expect(try keys(scoped) == ["users/1"])
         }
@@ -225,7 +225,7 @@ struct SSETests {
             // reader keeps up, the stuck client fills its socket and then its 256 KB budget.
             for batch in 0..<100 {
                 let first = batch * 50 + 1
-                try fixture.sql("INSERT INTO users SELECT g, repeat('x', 3000) FROM generate_series(\(first), \(first + 49)) g")
+                try await fixture.sql("INSERT INTO users SELECT g, repeat('x', 3000) FROM generate_series(\(first), \(first + 49)) g")
                 try await eventually("reader has batch \(batch) (has \(reader.changes.count))", timeout: 20) {
                     reader.changes.count == first + 49
                 }
@@ -235,7 +235,7 @@ struct SSETests {
             #expect(fixture.app.hub.subscriberCount == 1)
             #expect(!reader.messages.contains { $0.event == "resync" })
             let before = reader.changes.count
-            try fixture.sql("INSERT INTO users VALUES (0, 'after')")
+            try await fixture.sql("INSERT INTO users VALUES (0, 'after')")
             try await eventually("reader keeps receiving") { reader.changes.count == before + 1 }
             _ = stuck
             await fixture.stop()

@@ -100,10 +100,11 @@ final class FreshetFixture: @unchecked Sendable {
         return client
     }
 
-    /// A connection to the test database.
-    func sql(_ statement: String) throws {
-        let connection = try PGConnection.connect(databaseURL)
-        try connection.execute(statement)
+    /// Runs SQL on a new connection to the test database, off the cooperative pool (two threads here, shared with
+    /// every test's Freshet).
+    func sql(_ statement: String) async throws {
+        let url = databaseURL
+        try await offThePool { try PGConnection.connect(url).execute(statement) }
     }
 }
 

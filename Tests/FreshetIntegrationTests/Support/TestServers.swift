@@ -27,15 +27,20 @@ enum TestServers {
     static func withDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
         let (admin, _) = try require()
         let name = "freshet_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let adminConnection = try PGConnection.connect(admin)
-        try adminConnection.execute("CREATE DATABASE \(name)")
+        // CREATE and DROP DATABASE can take a while on a loaded machine: not on the cooperative pool.
+        let adminConnection = try await offThePool { () throws -> PGConnection in
+            let connection = try PGConnection.connect(admin)
+            try connection.execute("CREATE DATABASE \(name)")
+            return connection
+        }
         let url = replacingDatabase(in: admin, with: name)
+        let drop = { @Sendable in _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
         do {
             let result = try await body(url)
-            _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            try await offThePool(drop)
             return result
         } catch {
-            _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            try? await offThePool(drop)
             throw error
         }
     }
@@ -93,9 +98,10 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Waits until `condition` holds, polling, and fails the test with `message` at the deadline.
+/// Waits until `condition` holds, polling, and fails the test with `message` at the deadline (20 s by default: CI runs
+/// the whole suite at once on two cores, next to the benchmark smoke test and the 200,000-row load test).
 func eventually(
-    _ message: @autoclosure () -> String, timeout: Double = 10, sourceLocation: SourceLocation = #_sourceLocation,
+    _ message: @autoclosure () -> String, timeout: Double = 20, sourceLocation: SourceLocation = #_sourceLocation,
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + .seconds(timeout)
