@@ -87,7 +87,7 @@ final class ChangePipeline: Service {
     }
 
     /// The gap causes whose repair the pipeline submits (the writer repairs `redis_*` gaps itself).
-    static let repairCauses: Set<String> = ["startup", "listen_reconnect"]
+    static let repairCauses: Set<String> = ["startup", "listen_reconnect", "slot_created", "slot_lost"]
 
     /// Queues a gap repair behind everything already queued: flush every key template's pattern (unless
     /// `on_gap: none`), then a resync to every subscriber. `/readyz` says 503 until it is done.
@@ -176,7 +176,7 @@ final class EventPublisher: Service {
             logger.warning("gap repaired; subscribers told to resync", metadata: [
                 "gap": "\(cause)", "keys_flushed": "\(completion.keysFlushed)",
             ])
-            if ChangePipeline.repairCauses.contains(cause) {  // the pipeline's own repairs hold readiness
+            if ChangePipeline.repairCauses.contains(cause) {  // the pipelines' own repairs hold readiness
                 readiness.update { $0.repairsPending = max(0, $0.repairsPending - 1) }
             }
             return

@@ -74,23 +74,38 @@ public final class FreshetApplication: Sendable {
         }
         listenAddress = address
         let metrics = FreshetMetrics()
+        let replication = config.postgres.source == .replication
         hub = EventHub(
             replay: config.http.replay, clientBuffer: config.http.clientBuffer, heartbeat: config.http.heartbeat,
-            logger: logger
+            durableIDs: replication, logger: logger
         )
         listener = PostgresListener(
             conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger,
             onQueueUsage: { metrics.notifyQueueUsage($0) }
         )
+        let positions = ReplicationPositions()
+        var onApplied: (@Sendable (JobConfirmation) -> Void)?
+        if replication { onApplied = { positions.record($0) } }
         writer = RedisWriter(
             endpoint: endpoint, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
-            maxOutage: config.redis.maxOutage, shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics
+            maxOutage: config.redis.maxOutage, shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics,
+            durable: replication, onApplied: onApplied
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
-        let pipeline = ChangePipeline(
-            config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
-            installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
-        )
+        // One pipeline per source; everything after it (writer, publisher, hub) is shared.
+        let pipeline: any Service
+        if replication {
+            readiness.update { $0.replication = true }
+            pipeline = ReplicationPipeline(
+                config: config, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger,
+                metrics: metrics, stats: stats, positions: positions
+            )
+        } else {
+            pipeline = ChangePipeline(
+                config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
+                installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
+            )
+        }
         let publisher = EventPublisher(
             writer: writer, hub: hub, metrics: metrics, readiness: readiness, logger: logger, onEvent: options.onEvent
         )
@@ -120,7 +135,7 @@ public final class FreshetApplication: Sendable {
             .init(service: publisher),
             .init(service: writer),
             .init(service: pipeline),
-            .init(service: listener),
+        ] + (replication ? [] : [.init(service: listener)]) + [
             .init(service: http),
             .init(service: hub),
         ]

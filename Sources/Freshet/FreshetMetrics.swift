@@ -14,6 +14,9 @@ package final class FreshetMetrics: RedisWriterObserver {
     private let listenConnectedGauge = Gauge(label: "freshet_listen_connected")
     private let keysFlushedCounter = Counter(label: "freshet_keys_flushed_total")
     private let notifyQueue = Gauge(label: "freshet_postgres_notify_queue_usage")
+    private let confirmedLSN = Gauge(label: "freshet_replication_confirmed_lsn")
+    private let lagBytes = Gauge(label: "freshet_replication_lag_bytes")
+    private let retainedBytes = Gauge(label: "freshet_replication_retained_bytes")
     private let lag = Timer(label: "freshet_change_lag_seconds")
     private let lastAt = TimestampCache()
 
@@ -60,6 +63,13 @@ package final class FreshetMetrics: RedisWriterObserver {
 
     package func bufferDropped(_ buffer: String, count: Int) {
         counter("freshet_buffer_dropped_total", [("buffer", buffer)]).increment(by: count)
+    }
+
+    /// The replication slot: the position confirmed, how far the server is ahead of it, and the WAL it retains.
+    func replicationPositions(confirmed: UInt64, server: UInt64, retained: Int64) {
+        confirmedLSN.record(Double(confirmed))
+        lagBytes.record(Double(server > confirmed ? server - confirmed : 0))
+        retainedBytes.record(Double(retained))
     }
 
     /// `pg_notification_queue_usage()`: the share of PostgreSQL's NOTIFY queue in use (commits fail at 1).

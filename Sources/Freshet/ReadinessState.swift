@@ -10,6 +10,10 @@ final class ReadinessState: Sendable {
         var startError: String?
         /// Gap repairs submitted and not yet done (the start-up repair among them).
         var repairsPending = 0
+        /// The replication source: creating the slot, the slot in use, or too much WAL retained.
+        var slotProblem: String?
+        /// Replication source instead of LISTEN (the "down" reason names it).
+        var replication = false
     }
 
     func update(_ body: (inout Parts) -> Void) { state.withLock { body(&$0) } }
@@ -20,7 +24,10 @@ final class ReadinessState: Sendable {
             var reasons: [String] = []
             if let error = parts.startError { reasons.append(error) }
             if !parts.tablesResolved { reasons.append("tables not yet resolved in PostgreSQL") }
-            if !parts.listening { reasons.append("LISTEN connection to PostgreSQL is down") }
+            if !parts.listening {
+                reasons.append(parts.replication ? "replication stream from PostgreSQL is down" : "LISTEN connection to PostgreSQL is down")
+            }
+            if let problem = parts.slotProblem { reasons.append(problem) }
             reasons.append(contentsOf: redis)
             if parts.repairsPending > 0 { reasons.append("gap repair in progress") }
             return reasons

@@ -24,7 +24,7 @@ public struct TableCatalog: Sendable {
     ///
     /// Throws `ConfigError` when a table or column does not exist (exit 2), or `CancellationError` when stopped.
     static func resolve(
-        _ config: FreshetConfig, using connection: PostgresQueryConnection, logger: Logger,
+        _ config: FreshetConfig, using connection: PostgresQueryConnection, logger: Logger, replication: Bool = false,
         onWaiting: @Sendable (String) -> Void = { _ in }
     ) async throws -> TableCatalog {
         var backoff = Backoff(base: 0.2, cap: 5)
@@ -32,7 +32,9 @@ public struct TableCatalog: Sendable {
             try Task.checkCancellation()
             do {
                 let result = try await connection.run { connection throws(PostgresError) in
-                    try SchemaInspector.resolve(config, on: connection)
+                    replication
+                        ? try SchemaInspector.resolveForReplication(config, on: connection)
+                        : try SchemaInspector.resolve(config, on: connection)
                 }
                 switch result {
                 case .success(let tables): return TableCatalog(tables)

@@ -19,6 +19,9 @@ public struct ChangeEvent: Sendable, Equatable {
     /// whole table was invalidated; `key` is empty), or the row could not be read back (its keys were deleted, not
     /// rewritten; no `row`). Subscribers refetch.
     public var incomplete: Bool
+    /// The event's id when its source gives one (replication: `LSN-N`, the same after any restart); nil lets the hub
+    /// number it (`EPOCH-SEQ`). Not part of the JSON.
+    public var id: EventID?
 
     public init(
         op: ChangeOp, schema: String, table: String, configName: String, key: JSONObject, topics: [String],

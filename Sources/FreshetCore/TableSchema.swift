@@ -77,3 +77,33 @@ public struct ResolvedTable: Sendable, Equatable {
         return Set(row) != Set(minimalColumns) || config.redis.contains { $0.action == .set }
     }
 }
+
+/// What the replication source needs from a table's REPLICA IDENTITY, as a pure check (`run` and `check` exit 2
+/// with its problems): the old row of an UPDATE or DELETE carries only the identity columns unless the identity is
+/// FULL, so every column Freshet renders from the old row (key and topic templates, `ignore_columns`) must be in it.
+public enum ReplicaIdentityCheck {
+    /// The table's replica identity as `pg_class.relreplident` says (`d`, `n`, `f`, `i`) and its columns (the primary
+    /// key's for `d`, the index's for `i`; empty when there is none).
+    public static func problems(
+        _ table: ResolvedTable, index: Int, identity: String, identityColumns: [String]
+    ) -> [ConfigProblem] {
+        let field = "tables[\(index)]"
+        let alter = "ALTER TABLE \(table.schema.quotedName) REPLICA IDENTITY FULL;"
+        if identity == "f" { return [] }
+        if identity == "n" || identityColumns.isEmpty {
+            return [ConfigProblem(field: field, message: """
+                table \(table.name) has no replica identity (no primary key): PostgreSQL would refuse the application's \
+                UPDATEs and DELETEs once it is published. Add a primary key, or run: \(alter)
+                """)]
+        }
+        var needed = table.minimalColumns
+        for column in table.config.ignoreColumns where !needed.contains(column) { needed.append(column) }
+        let missing = needed.filter { !identityColumns.contains($0) }
+        guard !missing.isEmpty else { return [] }
+        return [ConfigProblem(field: field, message: """
+            table \(table.name): column\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) of the old row \
+            (used by a key or topic template or ignore_columns) \(missing.count == 1 ? "is" : "are") not in its replica \
+            identity (\(identityColumns.joined(separator: ", "))). Run: \(alter)
+            """)]
+    }
+}

@@ -26,6 +26,7 @@ package final class EventHub: Service, Sendable {
 
     struct Stored {
         var sequence: UInt64
+        var id: EventID
         var topics: [String]
         var wholeTableShapes: [TopicPattern]?
         var bytes: ByteBuffer
@@ -40,19 +41,33 @@ package final class EventHub: Service, Sendable {
         var closed = false
         /// Events before this sequence may have been missed (a gap); resumes from before it get a resync.
         var gapSequence: UInt64 = 0
+        /// The id of the last change published (`EPOCH-0` before the first in notify mode).
+        var lastID: EventID
+        /// Durable ids (replication): resumes from an id at or after this are complete, because the slot sends every
+        /// later change again after a restart; nil until the source streams.
+        var floor: EventID?
+        /// Durable ids: the last event a gap may have missed; resumes from before it get a resync.
+        var gapID: EventID?
+        /// The last event evicted from the ring.
+        var evictedThrough: EventID?
         var droppedSlow = 0
         var tableShapes: [String: [TopicPattern]] = [:]
     }
 
+    /// Ids come with the events (`LSN-N`, replication) instead of `EPOCH-SEQ`.
+    private let durableIDs: Bool
+
     package init(
-        replay: Int, clientBuffer: Int, heartbeat: Double, epoch: UInt64? = nil, logger: Logger
+        replay: Int, clientBuffer: Int, heartbeat: Double, epoch: UInt64? = nil, durableIDs: Bool = false, logger: Logger
     ) {
-        self.epoch = epoch ?? UInt64(clock_gettime_ms())
+        self.durableIDs = durableIDs
+        let epoch = epoch ?? UInt64(clock_gettime_ms())
+        self.epoch = epoch
         self.replayCapacity = replay
         self.clientBuffer = clientBuffer
         self.heartbeat = heartbeat
         self.logger = logger
-        self.state = Mutex(State())
+        self.state = Mutex(State(lastID: EventID(epoch: durableIDs ? 0 : epoch, sequence: 0)))
         let metrics = HubMetrics()
         self.metrics = metrics
         self.writeQueues = LoopWriteQueues(dropped: metrics.loopQueueDropped)
@@ -71,7 +86,15 @@ package final class EventHub: Service, Sendable {
     package var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 
     /// The id of the last event published (`EPOCH-0` before the first).
-    package var lastEventID: EventID { EventID(epoch: epoch, sequence: state.withLock { $0.sequence }) }
+    package var lastEventID: EventID { state.withLock { $0.lastID } }
+
+    /// Durable ids: resumes from `id` or later are complete from now on (the source sends every later change again).
+    package func setResumeFloor(_ id: EventID) {
+        state.withLock { state in
+            state.floor = id
+            if state.lastID < id && state.ring.isEmpty { state.lastID = id }
+        }
+    }
 
     /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
     package func publish(_ event: ChangeEvent) {
@@ -79,11 +102,13 @@ package final class EventHub: Service, Sendable {
         let (dropped, buffer): ([Subscriber], ByteBuffer) = state.withLock { state in
             let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
             state.sequence += 1
-            let id = EventID(epoch: epoch, sequence: state.sequence)
+            let id = event.id ?? EventID(epoch: epoch, sequence: state.sequence)
+            state.lastID = id
             let bytes = SSEEncoder.message(id: id.description, event: "change", data: event.jsonBytes)
             let buffer = ByteBuffer(bytes: bytes)
-            let stored = Stored(sequence: state.sequence, topics: event.topics, wholeTableShapes: wholeTable, bytes: buffer)
+            let stored = Stored(sequence: state.sequence, id: id, topics: event.topics, wholeTableShapes: wholeTable, bytes: buffer)
             if state.ring.count - state.ringStart >= replayCapacity {
+                if state.ringStart < state.ring.count { state.evictedThrough = state.ring[state.ringStart].id }
                 state.ringStart += 1
                 if state.ringStart >= 4096 || state.ringStart * 2 >= state.ring.count {
                     state.ring.removeFirst(state.ringStart)
@@ -93,7 +118,8 @@ package final class EventHub: Service, Sendable {
             if replayCapacity > 0 { state.ring.append(stored) }
             var slow: [UInt64] = []
             var sent = 0
-            for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable) {
+            for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable)
+                && subscriber.after.map({ stored.id > $0 }) ?? true {
                 if send(buffer, to: subscriber, budget: clientBuffer, direct: &direct) { sent += 1 } else { slow.append(id) }
             }
             if sent > 0 { metrics.eventsSent.increment(by: sent) }
@@ -111,7 +137,8 @@ package final class EventHub: Service, Sendable {
         var direct = DirectWrites()
         let bytes = state.withLock { state in
             state.gapSequence = state.sequence
-            let bytes = resyncBytes(sequence: state.sequence, reason: reason)
+            state.gapID = state.lastID
+            let bytes = resyncBytes(state.lastID, reason: reason)
             for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber, direct: &direct) }
             return bytes
         }
@@ -124,10 +151,9 @@ package final class EventHub: Service, Sendable {
         finishDropped(subscriber.map { [$0] } ?? [])
     }
 
-    private func resyncBytes(sequence: UInt64, reason: String) -> ByteBuffer {
+    private func resyncBytes(_ id: EventID, reason: String) -> ByteBuffer {
         var writer = JSONWriter()
         writer.write(["reason": .string(reason)] as JSONObject)
-        let id = EventID(epoch: epoch, sequence: sequence)
         return ByteBuffer(bytes: SSEEncoder.message(id: id.description, event: "resync", data: writer.bytes))
     }
 
@@ -159,7 +185,7 @@ package final class EventHub: Service, Sendable {
 
     private func finishDropped(_ dropped: [Subscriber]) {
         if !dropped.isEmpty { metrics.droppedSlow.increment(by: dropped.count) }
-        let resync = dropped.isEmpty ? nil : resyncBytes(sequence: state.withLock { $0.sequence }, reason: "too slow: buffer of \(clientBuffer) bytes full")
+        let resync = dropped.isEmpty ? nil : resyncBytes(state.withLock { $0.lastID }, reason: "too slow: buffer of \(clientBuffer) bytes full")
         for subscriber in dropped {
             subscriber.finish(replacing: resync)
             subscriber.dropHandler.withLock { $0 }?()
@@ -170,20 +196,21 @@ package final class EventHub: Service, Sendable {
     /// Opens a subscription: the stream starts with a `retry:` hint, then what the client missed (or one `resync`),
     /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
     package func subscribe(_ request: SubscriptionRequest) -> HubStream {
-        let subscriber = Subscriber(request: request)
+        let lastSeen = request.lastEventID.flatMap { EventID(parsing: $0) }
+        // Durable ids: live events up to the client's id are not sent again (after a restart the slot re-sends them).
+        let subscriber = Subscriber(request: request, after: durableIDs ? lastSeen : nil)
         var direct = DirectWrites()  // stays empty: a new subscriber is not attached to its connection yet
         let id: UInt64? = state.withLock { state in
             guard !state.closed else { return nil }
             enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber, direct: &direct)
-            if let text = request.lastEventID {
-                let lastSeen = EventID(parsing: text)
-                let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1
-                if let lastSeen, lastSeen.epoch == epoch, lastSeen.sequence <= state.sequence,
-                   lastSeen.sequence + 1 >= oldest, lastSeen.sequence >= state.gapSequence {
+            if request.lastEventID != nil {
+                if let reason = resumeProblem(lastSeen, state: state) {
+                    enqueue(resyncBytes(state.lastID, reason: reason), to: subscriber, direct: &direct)
+                } else if let lastSeen {
                     // The replay counts against the client's buffer like live events: past it, a resync instead.
                     var replay: [ByteBuffer] = []
                     var bytes = 0
-                    for stored in state.ring[state.ringStart...] where stored.sequence > lastSeen.sequence
+                    for stored in state.ring[state.ringStart...] where stored.id > lastSeen
                         && request.wants(topics: stored.topics, wholeTableShapes: stored.wholeTableShapes) {
                         replay.append(stored.bytes)
                         bytes += stored.bytes.readableBytes
@@ -191,13 +218,10 @@ package final class EventHub: Service, Sendable {
                     }
                     if bytes > clientBuffer {
                         metrics.replayDropped.increment()
-                        enqueue(resyncBytes(sequence: state.sequence, reason: "missed events exceed http.client_buffer"), to: subscriber, direct: &direct)
+                        enqueue(resyncBytes(state.lastID, reason: "missed events exceed http.client_buffer"), to: subscriber, direct: &direct)
                     } else {
                         for buffer in replay { enqueue(buffer, to: subscriber, direct: &direct) }
                     }
-                } else {
-                    let reason = lastSeen == nil ? "unknown event id" : (lastSeen!.epoch != epoch ? "Freshet restarted" : "events missed")
-                    enqueue(resyncBytes(sequence: state.sequence, reason: reason), to: subscriber, direct: &direct)
                 }
             }
             let id = state.nextSubscriberID
@@ -240,6 +264,25 @@ package final class EventHub: Service, Sendable {
             }
         }
         close()
+    }
+
+    /// Why a resume from `lastSeen` cannot be proven complete (it gets a resync), or nil when the ring and the source
+    /// hold every later event.
+    private func resumeProblem(_ lastSeen: EventID?, state: State) -> String? {
+        guard let lastSeen else { return "unknown event id" }
+        if durableIDs {
+            guard let floor = state.floor else { return "Freshet is starting" }
+            if lastSeen < floor { return "events missed" }
+            if let evicted = state.evictedThrough, lastSeen < evicted { return "events missed" }
+            if let gap = state.gapID, lastSeen < gap { return "events missed" }
+            return nil
+        }
+        let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1
+        if lastSeen.epoch != epoch { return "Freshet restarted" }
+        guard lastSeen.sequence <= state.sequence, lastSeen.sequence + 1 >= oldest, lastSeen.sequence >= state.gapSequence else {
+            return "events missed"
+        }
+        return nil
     }
 
     /// Ends every stream and refuses new ones.

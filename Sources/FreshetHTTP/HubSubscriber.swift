@@ -1,3 +1,4 @@
+import FreshetCore
 import NIOCore
 import Synchronization
 
@@ -36,8 +37,12 @@ extension EventHub {
             case finished
         }
 
-        init(request: SubscriptionRequest) {
+        /// Durable ids: only events after this id are sent (the client has the rest).
+        let after: EventID?
+
+        init(request: SubscriptionRequest, after: EventID? = nil) {
             self.request = request
+            self.after = after
         }
 
         /// Hands bytes over: to the direct writer, or into the mailbox (checking `budget` when given).

@@ -11,13 +11,18 @@ package final class PGConnection: @unchecked Sendable {
 
     private init(handle: OpaquePointer) { self.handle = handle }
 
+    /// The libpq handle, for this module's other files (the replication stream).
+    var pgconn: OpaquePointer { handle }
+
     deinit { PQfinish(handle) }
 
     /// Connects (blocking) with TCP keepalives on (first probe after 10 s idle, then every 5 s, dead after 3 misses),
     /// `tcp_user_timeout` 10 s (sent data unacknowledged that long ends the connection: a silent partition is noticed
     /// in seconds, not after the kernel's ~15 minutes of retransmissions), a 10 s connect timeout and
     /// `application_name=freshet`, unless the connection string says otherwise.
-    package static func connect(_ conninfo: String, applicationName: String = "freshet") throws(PostgresError) -> PGConnection {
+    package static func connect(
+        _ conninfo: String, applicationName: String = "freshet", forced: [(String, String)] = []
+    ) throws(PostgresError) -> PGConnection {
         let defaults: [(String, String)] = [
             ("connect_timeout", "10"),
             ("keepalives", "1"),
@@ -27,7 +32,7 @@ package final class PGConnection: @unchecked Sendable {
             ("tcp_user_timeout", "10000"),
             ("application_name", applicationName),
             ("dbname", Self.normalized(conninfo)),
-        ]
+        ] + forced  // after the connection string: these win over it
         let keywords = defaults.map { strdup($0.0) }
         let values = defaults.map { strdup($0.1) }
         defer {

@@ -31,6 +31,33 @@ package enum SchemaInspector {
         return .success(zip(config.tables, schemas).map { ResolvedTable(config: $0, schema: $1!) })
     }
 
+    /// Resolves the tables, then, for the replication source, checks each one's REPLICA IDENTITY
+    /// (`ReplicaIdentityCheck`): the problems are configuration errors (exit 2) naming the table, the columns and the
+    /// `ALTER TABLE … REPLICA IDENTITY FULL;` to run. Freshet never alters the application's tables.
+    package static func resolveForReplication(_ config: FreshetConfig, on connection: PGConnection) throws(PostgresError) -> Result<[ResolvedTable], ConfigError> {
+        let resolved = try resolve(config, on: connection)
+        guard case .success(let tables) = resolved else { return resolved }
+        var problems: [ConfigProblem] = []
+        for (index, table) in tables.enumerated() {
+            let (identity, columns) = try replicaIdentity(of: table.schema, on: connection)
+            problems += ReplicaIdentityCheck.problems(table, index: index, identity: identity, identityColumns: columns)
+        }
+        return problems.isEmpty ? .success(tables) : .failure(ConfigError(problems: problems))
+    }
+
+    /// `pg_class.relreplident` and the identity's columns (the primary key for `d`, the index for `i`).
+    package static func replicaIdentity(of table: TableSchema, on connection: PGConnection) throws(PostgresError) -> (String, [String]) {
+        let rows = try connection.query("""
+            SELECT c.relreplident::text,
+              (SELECT pg_catalog.json_agg(a.attname)::text FROM pg_catalog.pg_index i
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
+            FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)
+            """, parameters: [table.quotedName])
+        guard let row = rows.first else { return ("n", []) }
+        return (row[0] ?? "n", names(row[1]))
+    }
+
     private static func names(_ json: String?) -> [String] {
         guard let json, case .array(let items)? = try? JSONParser.parse(json) else { return [] }
         return items.compactMap(\.stringValue)

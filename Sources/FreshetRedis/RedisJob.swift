@@ -8,12 +8,23 @@ package struct RedisJob: Sendable {
     package var repairCause: String?
     /// Its operations were dropped by a queue overflow (`redis_overflow`): only the event is left.
     package var dropped = false
+    /// What Redis applying this job proves, for the replication source's confirmations.
+    package var confirms: JobConfirmation?
 
     package init(operations: [RedisOperation], event: ChangeEvent?, repairCause: String? = nil) {
         self.operations = operations
         self.event = event
         self.repairCause = repairCause
     }
+}
+
+/// What a job's being applied by Redis proves (replication source): reported to `RedisWriter.onApplied` once every
+/// job up to it was applied.
+package enum JobConfirmation: Sendable, Equatable {
+    /// The last job of the transaction with this commit LSN.
+    case transaction(UInt64)
+    /// The stored replication position (a marker key) with this LSN.
+    case stored(UInt64)
 }
 
 /// A job the writer has finished, in submission order.

@@ -24,6 +24,10 @@ package final class RedisWriter: Service, @unchecked Sendable {
     private let logger: Logger
     private let observer: RedisWriterObserver?
     private let queue: RedisJobQueue
+    /// The source replays what was not confirmed (replication): never drop the backlog (no overflow, outage or
+    /// shutdown gaps); the source stops reading instead.
+    private let durable: Bool
+    private let onApplied: (@Sendable (JobConfirmation) -> Void)?
 
     /// Guards the repair settings and the published state.
     private let lock = NSLock()
@@ -42,16 +46,19 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
     package init(
         endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
-        logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer
+        logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer,
+        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil
     ) {
+        self.durable = durable
+        self.onApplied = onApplied
         self.endpoint = endpoint
         self.timeout = timeout
         self.maxOutage = maxOutage
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         self.observer = observer
-        self.queue = RedisJobQueue(maxPending: maxPending)
-        self.published = RedisWriterState(timeout: timeout, maxOutage: maxOutage)
+        self.queue = RedisJobQueue(maxPending: durable ? Int.max : maxPending)
+        self.published = RedisWriterState(timeout: timeout, maxOutage: durable ? .infinity : maxOutage)
         (completions, completionSink) = AsyncStream.makeStream(
             of: [RedisCompletion].self, bufferingPolicy: .bufferingOldest(completionBuffer)
         )
@@ -122,6 +129,8 @@ package final class RedisWriter: Service, @unchecked Sendable {
         var refusalLog = RefusalLog()
         /// Completions were dropped (the buffer was full): a resync is owed.
         var eventsDropped = false
+        /// Confirmations of applied jobs not yet reported (a refusal holds them until its repair).
+        var heldConfirmations: [JobConfirmation] = []
 
         /// Reports the backlog's job at `index` (once).
         mutating func report(_ index: Int, acknowledged: Bool, keys: Int = 0) {
@@ -137,7 +146,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
     }
 
     private func loop() {
-        var t = ThreadState(state: RedisWriterState(timeout: timeout, maxOutage: maxOutage))
+        var t = ThreadState(state: RedisWriterState(timeout: timeout, maxOutage: durable ? .infinity : maxOutage))
         // Connect at once, so readiness is known without waiting for work.
         ping(&t)
         while true {
@@ -218,9 +227,11 @@ package final class RedisWriter: Service, @unchecked Sendable {
         var count = 0
         while count < t.backlog.count, t.backlog[count].job.operations.isEmpty, t.backlog[count].job.repairCause == nil {
             t.report(count, acknowledged: !t.backlog[count].job.dropped)
+            if let confirms = t.backlog[count].job.confirms { t.heldConfirmations.append(confirms) }
             count += 1
         }
         if count > 0 { t.backlog.removeFirst(count) }
+        if t.state.gapCause == nil { releaseConfirmations(&t) }
     }
 
     /// Drops the backlog (its events are released) and opens a gap.
@@ -253,7 +264,14 @@ package final class RedisWriter: Service, @unchecked Sendable {
         let decision = t.state.failed(fault, now: .now, hasBacklog: !t.backlog.isEmpty, stopping: stopping, pastDeadline: pastDeadline)
         publish(t.state)
         if decision.stop {
-            dropBacklog(&t, cause: "shutdown", detail: "Redis not writable at shutdown: \(fault.reason)")
+            if durable {
+                // Nothing is lost: what was not applied was not confirmed, and the slot sends it again.
+                logger.warning("Redis not writable at shutdown; the replication slot replays what was not applied", metadata: [
+                    "waiting_operations": "\(t.backlogOperations)",
+                ])
+            } else {
+                dropBacklog(&t, cause: "shutdown", detail: "Redis not writable at shutdown: \(fault.reason)")
+            }
             return false
         }
         if decision.releaseEvents { t.releaseEvents() }
@@ -296,6 +314,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
         if let reply = result.unrepaired { return .repairRefused(reply) }
         let cause = t.state.repaired() ?? "unknown"
         t.state.clearRefusal()  // Redis deleted every key it was asked to
+        releaseConfirmations(&t)
         t.outbox.append(RedisCompletion(
             job: RedisJob(operations: [], event: nil, repairCause: cause), acknowledged: true, keysFlushed: result.keysFlushed
         ))
@@ -329,7 +348,9 @@ package final class RedisWriter: Service, @unchecked Sendable {
             let refused = result.unrepaired != nil
             for i in 0..<count {
                 t.report(i, acknowledged: !refused, keys: result.keysFlushed)
+                if let confirms = t.backlog[i].job.confirms { t.heldConfirmations.append(confirms) }
             }
+            if !refused { releaseConfirmations(&t) }  // a refusal holds them until its repair is done
             t.backlog.removeFirst(count)
             t.backlogOperations -= operations
             let pending = queue.release(operations)
@@ -345,6 +366,23 @@ package final class RedisWriter: Service, @unchecked Sendable {
             succeeded(&t)
         }
         return nil
+    }
+
+    /// Reports the newest applied transaction and stored position among the held confirmations.
+    private func releaseConfirmations(_ t: inout ThreadState) {
+        guard !t.heldConfirmations.isEmpty else { return }
+        defer { t.heldConfirmations.removeAll(keepingCapacity: true) }
+        guard let onApplied else { return }
+        var transaction: UInt64?
+        var stored: UInt64?
+        for confirmation in t.heldConfirmations {
+            switch confirmation {
+            case .transaction(let lsn): transaction = max(transaction ?? 0, lsn)
+            case .stored(let lsn): stored = max(stored ?? 0, lsn)
+            }
+        }
+        if let transaction { onApplied(.transaction(transaction)) }
+        if let stored { onApplied(.stored(stored)) }
     }
 
     private func ping(_ t: inout ThreadState) {

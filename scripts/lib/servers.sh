@@ -55,7 +55,7 @@ freshet_start_servers() {
     (cd / && $run_as "$PG_BIN/initdb" -D "$FRESHET_PG_DATA" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1) \
         || { cat "$dir/initdb.log" >&2; return 1; }
     (cd / && $run_as "$PG_BIN/pg_ctl" -D "$FRESHET_PG_DATA" -w -l "$dir/postgres.log" \
-        -o "-c listen_addresses=127.0.0.1 -p $FRESHET_PG_PORT -k $dir -c fsync=off -c max_connections=200" start >/dev/null) \
+        -o "-c listen_addresses=127.0.0.1 -p $FRESHET_PG_PORT -k $dir -c fsync=off -c max_connections=200 -c wal_level=logical -c max_replication_slots=50 -c max_wal_senders=50" start >/dev/null) \
         || { cat "$dir/postgres.log" >&2; return 1; }
     redis-server --port "$FRESHET_REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
         --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null

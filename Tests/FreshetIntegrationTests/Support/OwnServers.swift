@@ -73,7 +73,11 @@ final class OwnPostgres: @unchecked Sendable {
 
     var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
 
-    init() async throws {
+    /// More server settings (`-c name=value …`).
+    let extraOptions: String
+
+    init(extraOptions: String = "") async throws {
+        self.extraOptions = extraOptions
         dir = "/tmp/freshet-pg-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o777)
@@ -93,7 +97,10 @@ final class OwnPostgres: @unchecked Sendable {
         guard status == 0 else { throw TestFailure("\(arguments) exited \(status)") }
     }
 
-    private var options: String { "-c listen_addresses=127.0.0.1 -p \(port) -k \(dir) -c fsync=off" }
+
+    private var options: String {
+        "-c listen_addresses=127.0.0.1 -p \(port) -k \(dir) -c fsync=off -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \(extraOptions)"
+    }
 
     func start() async throws {
         try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "-l", "\(dir)/log", "-o", options, "start"])

@@ -1,0 +1,212 @@
+import Foundation
+import FreshetCore
+import FreshetHTTP
+import FreshetPostgres
+import FreshetRedis
+import FreshetSystem
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The replication source's stage (`postgres.source: replication`): resolves the tables and checks their replica
+/// identities, then runs the `ReplicationReader` and, on its thread, turns each committed transaction into Redis jobs
+/// handed straight to the writer (decode and plan where the data arrives: no other hand-off).
+///
+/// Each change's event id is `LSN-N` (commit LSN, 1-based index in the transaction): the same after any restart. A
+/// transaction is confirmed to the slot only once Redis applied its jobs and every earlier one's (`RedisWriter`'s
+/// `onApplied`), and only after the position and the last event id before it were stored in Redis
+/// (`freshet:{slot}:position`), which is what lets a `Last-Event-ID` resume across restarts be proven complete.
+final class ReplicationPipeline: Service {
+    let config: FreshetConfig
+    let writer: RedisWriter
+    let hub: EventHub
+    let queries: PostgresQueryConnection
+    let readiness: ReadinessState
+    let logger: Logger
+    let metrics: FreshetMetrics
+    let stats: PipelineStats
+    let positions: ReplicationPositions
+
+    init(
+        config: FreshetConfig, writer: RedisWriter, hub: EventHub, queries: PostgresQueryConnection,
+        readiness: ReadinessState, logger: Logger, metrics: FreshetMetrics, stats: PipelineStats, positions: ReplicationPositions
+    ) {
+        self.config = config
+        self.writer = writer
+        self.hub = hub
+        self.queries = queries
+        self.readiness = readiness
+        self.logger = logger
+        self.metrics = metrics
+        self.stats = stats
+        self.positions = positions
+    }
+
+    /// The Redis key holding the last confirmed position and the last event id before it.
+    var positionKey: String { "freshet:\(config.postgres.replication.slot):position" }
+
+    func run() async throws {
+        let catalog: TableCatalog
+        let marker: StoredPosition?
+        do {
+            catalog = try await cancelWhenGracefulShutdown { try await self.start() }
+            marker = try await cancelWhenGracefulShutdown { await self.readStoredPosition() }
+        } catch is CancellationError {
+            try? await gracefulShutdown()
+            return
+        }
+        let fatal = FatalProblem()
+        let reader = ReplicationReader(
+            settings: .init(
+                conninfo: config.postgres.url, slot: config.postgres.replication.slot,
+                publication: config.postgres.replication.publication, manage: config.postgres.replication.manage,
+                maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
+            ),
+            hooks: hooks(catalog: catalog, marker: marker, fatal: fatal),
+            logger: logger
+        )
+        await withGracefulShutdownHandler {
+            await reader.run()
+        } onGracefulShutdown: {
+            reader.stop()
+        }
+        queries.close()
+        if let problem = fatal.problem.withLock({ $0 }) { throw ConfigError(problems: [problem]) }
+        try? await gracefulShutdown()
+    }
+
+    private func start() async throws -> TableCatalog {
+        let catalog = try await TableCatalog.resolve(config, using: queries, logger: logger, replication: true) { [readiness] message in
+            readiness.update { $0.startError = message }
+        }
+        readiness.update { $0.startError = nil }
+        writer.configureRepair(patterns: ChangePipeline.repairPatterns(catalog), flush: config.onGap == .flush)
+        hub.setTableShapes(Dictionary(catalog.tables.map { ($0.name, $0.topics.map(\.topicShape)) }, uniquingKeysWith: { a, _ in a }))
+        let installed = try? await queries.run { connection throws(PostgresError) in
+            try connection.query(
+                "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = ANY ($1::text[])",
+                parameters: ["{" + TriggerSQL.triggerNames.joined(separator: ",") + "}"]
+            )
+        }
+        if let count = installed?.first?.first ?? nil, count != "0" {
+            logger.warning("Freshet's NOTIFY triggers are still installed: the application's writes still pay for them; remove them with `freshet triggers uninstall`")
+        }
+        readiness.update { $0.tablesResolved = true }
+        return catalog
+    }
+
+    /// The position and event id stored with the last confirmation, read once at start (nil when Redis is away: then
+    /// only resumes at or after the slot's confirmed position are complete).
+    private func readStoredPosition() async -> StoredPosition? {
+        let url = config.redis.url
+        let key = positionKey
+        let timeout = config.redis.timeout
+        return await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                let text = try? RedisConnection.connect(RedisEndpoint(parsing: url), timeout: timeout).command(["GET", key]).text
+                done.resume(returning: text.flatMap(StoredPosition.init(parsing:)))
+            }
+        }
+    }
+
+    private func hooks(catalog: TableCatalog, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
+        let planner = TransactionPlanner(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
+        return ReplicationHooks(
+            streaming: { [self] gap, confirmed in
+                readiness.update { $0.listening = true }
+                metrics.listenConnected(true)
+                // Resumes from here on are complete: the slot sends everything after its confirmed position again,
+                // and nothing between the stored last event and that position was an event.
+                var floor = EventID(epoch: confirmed, sequence: 0)
+                if let marker, let event = marker.lastEvent, event < floor { floor = event }
+                hub.setResumeFloor(floor)
+                if let gap {
+                    metrics.gapRecorded(cause: gap)
+                    logger.warning("changes before the replication slot was made cannot be replayed; repairing", metadata: ["gap": "\(gap)"])
+                    let operations = config.onGap == .flush ? ChangePipeline.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
+                    readiness.update { $0.repairsPending += 1 }
+                    writer.submit(RedisJob(operations: operations, event: nil, repairCause: gap))
+                }
+            },
+            disconnected: { [self] _ in
+                readiness.update { $0.listening = false }
+                metrics.listenConnected(false)
+            },
+            transaction: { [self] transaction in
+                let jobs = planner.jobs(for: transaction)
+                guard !jobs.isEmpty else { return false }
+                writer.submit(jobs)
+                return true
+            },
+            canTakeMore: { [self] in writer.pending < config.redis.maxPending },
+            applied: { [positions] in positions.applied },
+            storePosition: { [self] lsn, lastEvent in
+                var job = RedisJob(
+                    operations: [.set(key: positionKey, value: StoredPosition(lsn: lsn, lastEvent: lastEvent).text, ttlMilliseconds: nil)],
+                    event: nil
+                )
+                job.confirms = .stored(lsn)
+                writer.submit(job)
+            },
+            stored: { [positions] in positions.stored },
+            notReady: { [readiness] reason in readiness.update { $0.slotProblem = reason } },
+            positions: { [metrics] confirmed, server, retained in
+                metrics.replicationPositions(confirmed: confirmed, server: server, retained: retained)
+            },
+            fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } }
+        )
+    }
+}
+
+/// A problem the reader gave up on (the pipeline then exits with it).
+final class FatalProblem: Sendable {
+    let problem = Mutex<ConfigProblem?>(nil)
+}
+
+/// What Redis applied and stored for the replication source, written by the writer's thread and read by the reader's.
+final class ReplicationPositions: Sendable {
+    private let appliedLSN = Atomic<UInt64>(0)
+    private let storedLSN = Atomic<UInt64>(0)
+
+    var applied: UInt64 { appliedLSN.load(ordering: .acquiring) }
+    var stored: UInt64 { storedLSN.load(ordering: .acquiring) }
+
+    /// For `RedisWriter.onApplied`.
+    func record(_ confirmation: JobConfirmation) {
+        switch confirmation {
+        case .transaction(let lsn): appliedLSN.max(lsn)
+        case .stored(let lsn): storedLSN.max(lsn)
+        }
+    }
+}
+
+extension Atomic<UInt64> {
+    fileprivate func max(_ value: UInt64) {
+        var current = load(ordering: .relaxed)
+        while value > current {
+            let (exchanged, original) = compareExchange(expected: current, desired: value, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
+        }
+    }
+}
+
+/// `freshet:{slot}:position`: the confirmed position and the id of the last event before it, as `LSN EVENT-ID`.
+struct StoredPosition: Sendable, Equatable {
+    var lsn: UInt64
+    var lastEvent: EventID?
+
+    var text: String { "\(lsn) \(lastEvent?.description ?? "-")" }
+
+    init(lsn: UInt64, lastEvent: EventID?) {
+        self.lsn = lsn
+        self.lastEvent = lastEvent
+    }
+
+    init?(parsing text: String) {
+        let parts = text.split(separator: " ")
+        guard parts.count == 2, let lsn = UInt64(parts[0]) else { return nil }
+        self.lsn = lsn
+        self.lastEvent = EventID(parsing: String(parts[1]))
+    }
+}
