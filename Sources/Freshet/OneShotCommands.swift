@@ -10,7 +10,9 @@ package enum OneShotCommands {
     /// Resolves the tables once (no retry): `ConfigError` for schema problems, `PostgresError` when unreachable.
     package static func resolve(_ config: FreshetConfig, queries: PostgresQueryConnection) throws -> [ResolvedTable] {
         let result = try queries.runBlocking { connection throws(PostgresError) in
-            try SchemaInspector.resolve(config, on: connection)
+            config.postgres.source == .replication
+                ? try SchemaInspector.resolveForReplication(config, on: connection)
+                : try SchemaInspector.resolve(config, on: connection)
         }
         return try result.get()
     }
@@ -59,6 +61,13 @@ package enum OneShotCommands {
         do {
             tables = try resolve(config, queries: queries)
             lines.append("ok    PostgreSQL \(Redaction.connectionString(config.postgres.url))")
+            if config.postgres.source == .replication {
+                let report = try queries.runBlocking { connection throws(PostgresError) in
+                    try ReplicationCheck.run(config.postgres.replication, conninfo: config.postgres.url, tables: tables, on: connection)
+                }
+                if !report.problems.isEmpty { throw ConfigError(problems: report.problems) }
+                lines += report.lines
+            }
             for table in tables {
                 let installed = try queries.runBlocking { connection throws(PostgresError) in
                     try connection.query(
@@ -66,7 +75,10 @@ package enum OneShotCommands {
                         parameters: [table.schema.quotedName, "{" + TriggerSQL.triggerNames.joined(separator: ",") + "}"]
                     )
                 }
-                let state = installed.first?.first.flatMap { $0 } == String(TriggerSQL.triggerNames.count) ? "triggers installed" : "triggers not installed (freshet run installs them)"
+                let hasTriggers = installed.first?.first.flatMap { $0 } == String(TriggerSQL.triggerNames.count)
+                let state = config.postgres.source == .replication
+                    ? (hasTriggers ? "NOTIFY triggers still installed: writes pay for them (freshet triggers uninstall)" : "no triggers")
+                    : (hasTriggers ? "triggers installed" : "triggers not installed (freshet run installs them)")
                 lines.append("ok    table \(table.name) (\(table.schema.schema).\(table.schema.name)), key \(table.keyColumns.joined(separator: ", ")); \(state)")
             }
         } catch let error as PostgresError {

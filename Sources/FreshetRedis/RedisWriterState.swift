@@ -75,7 +75,7 @@ package struct RedisWriterState: Sendable {
         }
         let down = now - since
         decision.releaseEvents = down >= .seconds(timeout)
-        if hasBacklog && down >= .seconds(maxOutage) { decision.dropBacklog = "redis_outage" }
+        if hasBacklog && maxOutage.isFinite && down >= .seconds(maxOutage) { decision.dropBacklog = "redis_outage" }
         decision.delay = min(backoff.next(), 0.25)
         decision.log = backoff.attempt <= 1 || backoff.attempt % 20 == 0
         return decision

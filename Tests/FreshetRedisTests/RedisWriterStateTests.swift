@@ -132,3 +132,13 @@ struct RedisJobQueueTests {
         #expect(queue.take(limit: 1, wait: false, idle: 0).deadline! <= .now)
     }
 }
+
+extension RedisWriterStateTests {
+    /// The replication source's writer (durable) never drops its backlog, however long Redis is away.
+    @Test func aDurableWriterNeverDropsItsBacklog() {
+        var state = RedisWriterState(timeout: 1, maxOutage: .infinity)
+        _ = state.failed(.unreachable("x"), now: at(0), hasBacklog: true, stopping: false, pastDeadline: false)
+        let d = state.failed(.unreachable("x"), now: at(100_000), hasBacklog: true, stopping: false, pastDeadline: false)
+        #expect(d.dropBacklog == nil && d.releaseEvents)
+    }
+}

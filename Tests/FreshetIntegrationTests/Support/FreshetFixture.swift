@@ -24,7 +24,7 @@ final class FreshetFixture: @unchecked Sendable {
     init(
         databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
         redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true,
-        heartbeat: Double = 1, metrics: Bool = false
+        heartbeat: Double = 1, metrics: Bool = false, postgres postgresLines: String = ""
     ) throws {
         let redis = try redisURL ?? TestServers.require().redis
         self.databaseURL = databaseURL
@@ -32,6 +32,7 @@ final class FreshetFixture: @unchecked Sendable {
         let yaml = """
             postgres:
               url: \(databaseURL)
+            \(postgresLines)
             redis:
               url: \(redis)
             \(redisLines)

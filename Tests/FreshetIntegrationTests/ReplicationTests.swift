@@ -1,0 +1,249 @@
+import Foundation
+import FreshetCore
+import FreshetPostgres
+import FreshetRedis
+import Testing
+
+/// The replication source against a real PostgreSQL 15 (wal_level=logical) and Redis: no triggers, commit order,
+/// durable `LSN-N` ids, restarts that lose nothing and flush nothing, replica identity rules.
+@Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"))
+struct ReplicationTests {
+    /// A database of its own and a slot name of its own (slots are per cluster); the slot is dropped afterwards (a
+    /// database with a slot cannot be dropped).
+    static func withSlot(_ body: (_ url: String, _ slot: String) async throws -> Void) async throws {
+        let slot = "t_" + TestServers.uniquePrefix()
+        try await TestServers.withDatabase { url in
+            do {
+                try await body(url, slot)
+            } catch {
+                try? await dropSlot(slot, url)
+                throw error
+            }
+            try await dropSlot(slot, url)
+        }
+    }
+
+    static func dropSlot(_ slot: String, _ url: String) async throws {
+        try await offThePool {
+            let db = try PGConnection.connect(url)
+            // The walsender may take a moment to exit after Freshet stopped.
+            for _ in 0..<50 {
+                let active = try db.query("SELECT active FROM pg_replication_slots WHERE slot_name = $1", parameters: [slot])
+                if active.isEmpty { return }
+                if active[0][0] == "f" {
+                    _ = try db.query("SELECT pg_drop_replication_slot($1)", parameters: [slot])
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+    }
+
+    static func source(_ slot: String) -> String {
+        "  source: replication\n  replication: {slot: \(slot), publication: \(slot)}"
+    }
+
+    static let tables = """
+          - name: users
+            redis:
+              - key: "{prefix}:user:{id}"
+              - key: "{prefix}:name:{id}"
+                action: set
+                columns: [name]
+        """
+
+    func keys(_ f: FreshetFixture) throws -> RedisConnection { try TestRedis().connection }
+
+    func get(_ f: FreshetFixture, _ key: String) throws -> String? {
+        try keys(f).command(["GET", "\(f.prefix):\(key)"]).text
+    }
+
+    func set(_ f: FreshetFixture, _ key: String, _ value: String = "old") throws {
+        _ = try keys(f).command(["SET", "\(f.prefix):\(key)", value])
+    }
+
+    func ids(_ client: SSEClient) -> [EventID] { client.changes.compactMap { $0.id.flatMap(EventID.init(parsing:)) } }
+
+    @Test func insertUpdateDeleteTruncateWithoutATrigger() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b')") }
+            try await FreshetFixture(databaseURL: url, tablesYAML: Self.tables, postgres: Self.source(slot)).running { f in
+                let triggers = try await offThePool { try PGConnection.connect(url).execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal")[0][0] }
+                #expect(triggers == "0")  // the application's writes pay nothing
+                try set(f, "user:1")
+                try set(f, "user:2")
+                try set(f, "name:1")
+                let client = try await f.subscribe()
+                try await f.sql("INSERT INTO users VALUES (3, 'c'); UPDATE users SET name = 'new' WHERE id = 1; DELETE FROM users WHERE id = 2")
+                try await eventually("three events") { client.changes.count == 3 }
+                #expect(try get(f, "user:1") == nil)
+                #expect(try get(f, "user:2") == nil)
+                #expect(try get(f, "name:1") == #"{"name":"new"}"#)
+                #expect(try get(f, "name:3") == #"{"name":"c"}"#)
+                #expect(try client.changes.map { try json($0)["op"] } == [.string("insert"), .string("update"), .string("delete")])
+                // One transaction: one commit LSN, indexes 1, 2, 3.
+                let first = ids(client)
+                #expect(first.map(\.sequence) == [1, 2, 3] && Set(first.map(\.epoch)).count == 1)
+                try set(f, "user:1")
+                try await f.sql("TRUNCATE users")
+                try await eventually("truncate event") { client.changes.count == 4 }
+                #expect(try json(client.changes[3])["op"] == .string("truncate"))
+                #expect(try get(f, "user:1") == nil)
+                #expect(ids(client)[3] > first[2])  // later commit, larger id
+            }
+        }
+    }
+
+    @Test func aKeyThatMovesUnderReplicaIdentityFull() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool {
+                try PGConnection.connect(url).execute("""
+                    CREATE TABLE members (id int PRIMARY KEY, org_id int); INSERT INTO members VALUES (1, 7);
+                    ALTER TABLE members REPLICA IDENTITY FULL;
+                    """)
+            }
+            let tables = "  - name: members\n    redis: [{key: \"{prefix}:org:{org_id}:members\"}]"
+            try await FreshetFixture(databaseURL: url, tablesYAML: tables, postgres: Self.source(slot)).running { f in
+                try set(f, "org:7:members")
+                try set(f, "org:8:members")
+                let client = try await f.subscribe()
+                try await f.sql("UPDATE members SET org_id = 8 WHERE id = 1")
+                try await eventually("event") { client.changes.count == 1 }
+                #expect(try get(f, "org:7:members") == nil)  // the old row's key, from the full old row
+                #expect(try get(f, "org:8:members") == nil)
+                try set(f, "org:8:members")
+                try await f.sql("DELETE FROM members WHERE id = 1")
+                try await eventually("delete") { client.changes.count == 2 }
+                #expect(try get(f, "org:8:members") == nil)
+            }
+        }
+    }
+
+    @Test func aTemplateBeyondTheKeyNeedsReplicaIdentityFullAndSaysHow() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE members (id int PRIMARY KEY, org_id int); CREATE TABLE nokey (v int)") }
+            let tables = "  - name: members\n    redis: [{key: \"{prefix}:org:{org_id}:members\"}]"
+            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: tables, postgres: Self.source(slot))
+            let error = await fixture.runToCompletion()
+            let problem = try #require(error as? ConfigError, "\(String(describing: error))")
+            #expect(problem.description.contains("org_id"))
+            #expect(problem.description.contains(#"ALTER TABLE "public"."members" REPLICA IDENTITY FULL;"#))
+            // The CLI: run and check exit 2 with the same hint; a table without a key is refused too.
+            let config = try writeConfig("""
+                postgres: {url: "\(url)", source: replication, replication: {slot: \(slot)}}
+                tables:
+                  - {name: members, redis: [{key: "m:{org_id}"}]}
+                  - {name: nokey, key: [v], redis: [{key: "n:{v}"}]}
+                """)
+            for command in ["run", "check"] {
+                let result = try await CLIProcess.run([command, "--config", config], timeout: 30)
+                #expect(result.status == 2, "\(command): \(result.stderr)")
+                #expect(result.stderr.contains("REPLICA IDENTITY FULL"), "\(command): \(result.stderr)")
+                #expect(result.stderr.contains("nokey"), "\(command): \(result.stderr)")
+            }
+        }
+    }
+
+    @Test func checkReportsTheServerThePublicationAndTheSlot() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text)") }
+            let (_, redis) = try TestServers.require()
+            func config(manage: Bool) throws -> String {
+                try writeConfig("""
+                    postgres: {url: "\(url)", source: replication, replication: {slot: \(slot), publication: \(slot), manage: \(manage)}}
+                    redis: {url: "\(redis)"}
+                    tables: [{name: users, redis: [{key: "c:{id}"}]}]
+                    """)
+            }
+            let ok = try await CLIProcess.run(["check", "--config", try config(manage: true)], timeout: 30)
+            #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
+            for line in ["wal_level = logical", "may replicate", "replication connection", "publication", "slot \(slot) does not exist yet", "no triggers"] {
+                #expect(ok.stdout.contains(line), "\(line): \(ok.stdout)")
+            }
+            let unmanaged = try await CLIProcess.run(["check", "--config", try config(manage: false)], timeout: 30)
+            #expect(unmanaged.status == 2)
+            #expect(unmanaged.stderr.contains("CREATE PUBLICATION"), "\(unmanaged.stderr)")
+        }
+    }
+
+    /// Freshet stopped, 1,000 writes, Freshet started again: every changed key invalidated, an untouched key kept, no
+    /// resync, and a subscriber resuming with the last id it saw gets exactly the missed events.
+    @Test func aRestartLosesNothingAndFlushesNothing() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool {
+                try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 1001) g")
+            }
+            let prefix = TestServers.uniquePrefix()
+            func fixture() throws -> FreshetFixture {
+                try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, postgres: Self.source(slot))
+            }
+            var lastSeen: String?
+            try await fixture().running { f in
+                let client = try await f.subscribe()
+                try await f.sql("UPDATE users SET name = 'first' WHERE id = 1")
+                try await eventually("an event before the stop") { client.changes.count == 1 }
+                lastSeen = client.changes.last?.id
+            }
+            let redis = try TestRedis().connection
+            for id in 1...1001 { try redis.append(["SET", "\(prefix):user:\(id)", "old"]) }
+            for _ in 1...1001 { _ = try redis.reply() }
+            try await offThePool {
+                let db = try PGConnection.connect(url)
+                for id in 1...1000 { try db.execute("UPDATE users SET name = 'down' WHERE id = \(id)") }
+            }
+            try await fixture().running { f in
+                let resumed = try await f.subscribe(headers: ["Last-Event-ID": try #require(lastSeen)])
+                try await eventually("the 1,000 missed events", timeout: 60) { resumed.changes.count == 1000 }
+                #expect(!resumed.messages.contains { $0.event == "resync" })
+                #expect(Set(resumed.changes.compactMap(\.id)).count == 1000)  // none twice
+                let stale = try (1...1000).filter { try redis.command(["GET", "\(prefix):user:\($0)"]).text == "old" }
+                #expect(stale.isEmpty)
+                #expect(try redis.command(["GET", "\(prefix):user:1001"]).text == "old")  // no flush
+            }
+        }
+    }
+
+    /// The slot's confirmed position moves only once Redis applied the change: Redis paused after the commit, Freshet
+    /// killed (-9), Redis back, Freshet restarted: the change is applied.
+    @Test func aChangeNotAppliedBeforeAKillIsAppliedAfterTheRestart() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')") }
+            let redis = try await OwnRedis()
+            let port = TestServers.freePort()
+            let config = try writeConfig("""
+                postgres: {url: "\(url)", source: replication, replication: {slot: \(slot), publication: \(slot)}}
+                redis: {url: "\(redis.url)", timeout: 0.5}
+                http: {listen: "127.0.0.1:\(port)"}
+                tables: [{name: users, redis: [{key: "k:{id}"}]}]
+                """)
+            func started() async throws -> CLIProcess {
+                let run = try CLIProcess(["run", "--config", config])
+                var body = ""
+                try await eventually("ready (\(body); log: \(run.stderr.suffix(1500)))", timeout: 30) {
+                    let r = try? await httpGet(port: port, path: "/readyz")
+                    body = r?.body ?? ""
+                    return r?.status == 200
+                }
+                return run
+            }
+            let first = try await started()
+            try redis.run("SET", "k:1", "old")
+            redis.pause()
+            try await offThePool { try PGConnection.connect(url).execute("UPDATE users SET name = 'b' WHERE id = 1") }
+            let commitLSN = try await offThePool { try PGConnection.connect(url).execute("SELECT pg_current_wal_lsn()::text")[0][0]! }
+            try await Task.sleep(for: .seconds(1))  // the change reaches Freshet, which cannot apply it
+            first.signal(SIGKILL)
+            _ = try? await first.wait(timeout: 10)
+            let confirmed = try await offThePool {
+                try PGConnection.connect(url).query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", parameters: [slot])[0][0]!
+            }
+            #expect(LSN(parsing: confirmed)! < LSN(parsing: commitLSN)!)  // not confirmed
+            redis.resume()
+            let second = try await started()
+            defer { second.signal(SIGKILL) }
+            try await eventually("applied after the restart") { try redis.run("EXISTS", "k:1") == .integer(0) }
+            second.signal(SIGTERM)
+            _ = try? await second.wait(timeout: 15)
+        }
+    }
+}
