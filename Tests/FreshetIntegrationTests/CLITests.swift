@@ -177,7 +177,8 @@ struct CLITests {
         try adminConnection.execute("CREATE DATABASE \(name)")
         defer { _ = try? adminConnection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
         try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY)")
-        try await eventually("/readyz answers 200", timeout: 20) {
+        // Up to two capped backoffs (5 s each) after the database appears, on a machine running the whole suite.
+        try await eventually("/readyz answers 200", timeout: 40) {
             (try? await httpGet(port: port, path: "/readyz"))?.status == 200
         }
         #expect(!run.stderr.contains("hunter2"))
