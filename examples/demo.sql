@@ -17,3 +17,6 @@ CREATE TABLE billing.invoices (
     paid     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (org_id, number)
 );
+-- The replication source renders the member-list key from the old row's org_id and compares ignore_columns, so users
+-- needs the whole old row in the WAL (billing.invoices' templates use only its primary key).
+ALTER TABLE public.users REPLICA IDENTITY FULL;
