@@ -120,7 +120,9 @@ final class ReplicationPipeline: Service {
                 var floor = EventID(epoch: confirmed, sequence: 0)
                 if let marker, let event = marker.lastEvent, event < floor { floor = event }
                 hub.setResumeFloor(floor)
-                if let gap {
+                if var gap {
+                    // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
+                    if gap == "slot_created" && marker != nil { gap = "slot_lost" }
                     metrics.gapRecorded(cause: gap)
                     logger.warning("changes before the replication slot was made cannot be replayed; repairing", metadata: ["gap": "\(gap)"])
                     let operations = config.onGap == .flush ? ChangePipeline.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []

@@ -247,3 +247,79 @@ struct ReplicationTests {
         }
     }
 }
+
+/// The slot's life on a PostgreSQL of the test's own (`wal_sender_timeout` 2 s, `max_slot_wal_keep_size` 1 MB):
+/// status updates while Redis is away, an idle slot that follows the server, and a slot invalidated or dropped.
+@Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"))
+struct ReplicationSlotTests {
+    @Test func keepalivesIdleAdvanceAndLostSlots() async throws {
+        let pg = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s -c max_slot_wal_keep_size=1MB")
+        let redis = try await OwnRedis()
+        let url = pg.url
+        let slot = "s_" + TestServers.uniquePrefix()
+        func sql(_ text: String) async throws -> [[String?]] { try await offThePool { try PGConnection.connect(url).execute(text) } }
+        func slotRow() async throws -> (active: String?, confirmed: LSN, status: String?) {
+            let row = try await sql("SELECT active_pid::text, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = '\(slot)'")[0]
+            return (row[0], LSN(parsing: row[1] ?? "0/0") ?? .zero, row[2])
+        }
+        _ = try await sql("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 3) g; CREATE TABLE other (v int)")
+        let prefix = TestServers.uniquePrefix()
+        let tables = "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]"
+        func fixture() throws -> FreshetFixture {
+            try FreshetFixture(
+                databaseURL: url, prefix: prefix, tablesYAML: tables, redisURL: redis.url, redis: "  timeout: 0.5",
+                metrics: true, postgres: ReplicationTests.source(slot)
+            )
+        }
+        func key(_ id: Int) -> String { "\(prefix):user:\(id)" }
+
+        var lastSeen: String?
+        try await fixture().running { f in
+            // 1. Idle: writes to an unpublished table; the confirmed position follows the server.
+            _ = try await sql("INSERT INTO other SELECT generate_series(1, 1000)")
+            let after = LSN(parsing: try await sql("SELECT pg_current_wal_lsn()::text")[0][0]!)!
+            try await eventually("the idle slot's confirmed position passes \(after)") { try await slotRow().confirmed >= after }
+
+            // 2. Redis away for four wal_sender_timeouts: the same walsender streams on (status updates kept flowing).
+            let walsender = try await slotRow().active
+            #expect(walsender != nil)
+            try redis.run("SET", key(1), "old")
+            let client = try await f.subscribe()
+            redis.pause()
+            _ = try await sql("UPDATE users SET name = 'new' WHERE id = 1")
+            try await Task.sleep(for: .seconds(8))  // the fault's length: 4 × wal_sender_timeout
+            #expect(try await slotRow().active == walsender)
+            redis.resume()
+            try await eventually("applied once Redis is back") { try redis.run("EXISTS", key(1)) == .integer(0) }
+            try await eventually("the event") { client.changes.count == 1 }
+            lastSeen = client.changes.last?.id
+        }
+
+        // 3. Invalidated while Freshet is down (its WAL removed): recreated, every key flushed, one resync.
+        try redis.run("SET", key(3), "old")  // a row nobody changes: only a flush removes it
+        for _ in 0..<4 {
+            _ = try await sql("SELECT pg_switch_wal(); INSERT INTO other SELECT generate_series(1, 100000); CHECKPOINT")
+            if try await slotRow().status == "lost" { break }
+        }
+        #expect(try await slotRow().status == "lost")
+        try await fixture().running { f in
+            #expect(try redis.run("EXISTS", key(3)) == .integer(0))  // flushed before ready
+            let metrics = try await httpGet(port: f.port, path: "/metrics").body
+            #expect(promSample(metrics, #"freshet_gaps_total{cause="slot_lost"}"#) >= 1)
+            let resumed = try await f.subscribe(headers: ["Last-Event-ID": try #require(lastSeen)])
+            try await eventually("a resync for an id from before the loss") { resumed.messages.contains { $0.event == "resync" } }
+            #expect(resumed.messages.filter { $0.event == "resync" }.count == 1)
+        }
+
+        // 4. Dropped while Freshet is down: the same.
+        _ = try await sql("SELECT pg_drop_replication_slot('\(slot)')")
+        try redis.run("SET", key(2), "old")
+        try await fixture().running { _ in
+            let exists = try redis.run("EXISTS", key(2))
+            let recreated = try await slotRow().status
+            #expect(exists == .integer(0))
+            #expect(recreated != nil)
+        }
+        try await ReplicationTests.dropSlot(slot, url)
+    }
+}
