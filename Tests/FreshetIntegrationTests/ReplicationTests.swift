@@ -166,6 +166,81 @@ struct ReplicationTests {
         }
     }
 
+    /// A TOASTed column left unchanged arrives as "unchanged" in the WAL: a `set` rule that needs it reads the row
+    /// back, so the cached value is complete.
+    @Test func anUnchangedToastedColumnIsReadBack() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool {
+                try PGConnection.connect(url).execute("""
+                    CREATE TABLE docs (id int PRIMARY KEY, title text, body text);
+                    ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+                    INSERT INTO docs SELECT 1, 't', string_agg(md5(g::text), '') FROM generate_series(1, 400) g;
+                    """)
+            }
+            let tables = "  - name: docs\n    redis: [{key: \"{prefix}:doc:{id}\", action: set, columns: [title, body]}]"
+            try await FreshetFixture(databaseURL: url, tablesYAML: tables, postgres: Self.source(slot)).running { f in
+                let client = try await f.subscribe()
+                try await f.sql("UPDATE docs SET title = 'new' WHERE id = 1")  // body unchanged: not in the WAL record
+                try await eventually("event") { client.changes.count == 1 }
+                let cached = try #require(try get(f, "doc:1"))
+                guard case .object(let row) = try JSONParser.parse(cached) else { throw TestFailure("not an object: \(cached)") }
+                #expect(row["title"] == .string("new"))
+                #expect(row["body"]?.stringValue?.count == 400 * 32)
+            }
+        }
+    }
+
+    /// The server's DateStyle and TimeZone do not change keys or events: the reader pins its session's.
+    @Test func keysAreTheSameWhateverTheServersDateStyleAndTimeZone() async throws {
+        try await Self.withSlot { url, slot in
+            let name = String(url.split(separator: "/").last!)
+            try await offThePool {
+                try PGConnection.connect(url).execute("""
+                    ALTER DATABASE \(name) SET DateStyle = 'SQL, DMY'; ALTER DATABASE \(name) SET TimeZone = 'Asia/Tokyo';
+                    CREATE TABLE stamps (id int PRIMARY KEY, at timestamptz, day date, amount numeric, flag bool);
+                    ALTER TABLE stamps REPLICA IDENTITY FULL;
+                    """)
+            }
+            let tables = "  - name: stamps\n    redis: [{key: \"{prefix}:s:{id}:{day}:{flag}\", action: set}]"
+            try await FreshetFixture(databaseURL: url, tablesYAML: tables, postgres: Self.source(slot)).running { f in
+                let client = try await f.subscribe()
+                try await f.sql("INSERT INTO stamps VALUES (1, '2026-12-01 12:34:56.789+00', '2026-12-01', 12.50, true)")
+                try await eventually("event") { client.changes.count == 1 }
+                let cached = try #require(try get(f, "s:1:2026-12-01:true"))
+                #expect(cached == #"{"id":1,"at":"2026-12-01T12:34:56.789+00:00","day":"2026-12-01","amount":12.50,"flag":true}"#)
+            }
+        }
+    }
+
+    /// One 200,000-row UPDATE decoded with a tiny logical_decoding_work_mem (the server spills to disk): every key
+    /// invalidated.
+    @Test func aLargeTransactionWithSmallDecodingMemory() async throws {
+        try await Self.withSlot { url, slot in
+            let name = String(url.split(separator: "/").last!)
+            try await offThePool {
+                try PGConnection.connect(url).execute("""
+                    ALTER DATABASE \(name) SET logical_decoding_work_mem = '64kB';
+                    CREATE TABLE items (id int PRIMARY KEY, v int); INSERT INTO items SELECT g, 0 FROM generate_series(1, 200000) g;
+                    """)
+            }
+            let redis = try await OwnRedis()
+            let tables = "  - name: items\n    redis: [{key: \"item:{id}\"}]"
+            try await FreshetFixture(
+                databaseURL: url, tablesYAML: tables, redisURL: redis.url, postgres: Self.source(slot)
+            ).running { f in
+                let fill = try redis.connection()
+                try await offThePool {
+                    for start in stride(from: 1, through: 200_000, by: 5000) {
+                        for id in start..<(start + 5000) { try fill.append(["SET", "item:\(id)", "old"]) }
+                        for _ in start..<(start + 5000) { _ = try fill.reply() }
+                    }
+                }
+                try await f.sql("UPDATE items SET v = v + 1")
+                try await eventually("every key invalidated", timeout: 120) { try redis.run("DBSIZE") == .integer(1) }  // Freshet's position key
+            }
+        }
+    }
+
     /// Freshet stopped, 1,000 writes, Freshet started again: every changed key invalidated, an untouched key kept, no
     /// resync, and a subscriber resuming with the last id it saw gets exactly the missed events.
     @Test func aRestartLosesNothingAndFlushesNothing() async throws {
