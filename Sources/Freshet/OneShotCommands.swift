@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import FreshetCore
 import FreshetHTTP
 import FreshetPostgres
@@ -37,6 +38,45 @@ package enum OneShotCommands {
             }
         }
         return tables
+    }
+
+    /// `freshet tail` in replication mode: a temporary slot of its own (never the one `run` reads), gone when tail ends.
+    static func tailReplication(
+        _ config: FreshetConfig, tables: [ResolvedTable], processor: ChangeProcessor, logger: Logger,
+        print: @escaping @Sendable (String) -> Void
+    ) async throws {
+        let planner = TransactionPlanner(
+            catalog: TableCatalog(tables), queries: processor.queries, logger: logger, metrics: processor.metrics, stats: PipelineStats()
+        )
+        let fatal = FatalProblem()
+        var settings = ReplicationReader.Settings(
+            conninfo: config.postgres.url, slot: "freshet_tail_\(getpid())", publication: config.postgres.replication.publication,
+            manage: config.postgres.replication.manage, maxRetained: config.postgres.replication.maxRetained,
+            tables: tables.map(\.schema.quotedName)
+        )
+        settings.temporary = true
+        let reader = ReplicationReader(settings: settings, hooks: ReplicationHooks(
+            streaming: { _, _ in }, disconnected: { _ in },
+            transaction: { transaction in
+                for job in planner.jobs(for: transaction) {
+                    guard let event = job.event else { continue }
+                    var object = event.json
+                    object["id"] = .string(event.id?.description ?? "")
+                    object["operations"] = .array(job.operations.map { .object(["action": .string($0.action), "key": .string($0.key)]) })
+                    print(JSONValue.object(object).jsonText)
+                }
+                return false
+            },
+            canTakeMore: { true }, applied: { 0 }, storePosition: { _, _ in }, stored: { UInt64.max },
+            notReady: { _ in }, positions: { _, _, _ in },
+            fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } }
+        ), logger: logger)
+        await withTaskCancellationHandler {
+            await reader.run()
+        } onCancel: {
+            reader.stop()
+        }
+        if let problem = fatal.problem.withLock({ $0 }) { throw ConfigError(problems: [problem]) }
     }
 
     /// `freshet check`: every line of the report, and whether everything passed. Config problems throw.
@@ -103,6 +143,10 @@ package enum OneShotCommands {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         let tables = try resolve(config, queries: queries)
         let processor = ChangeProcessor(catalog: TableCatalog(tables), queries: queries, logger: logger, metrics: FreshetMetrics())
+        if config.postgres.source == .replication {
+            try await tailReplication(config, tables: tables, processor: processor, logger: logger, print: print)
+            return
+        }
         let listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await listener.run() }

@@ -68,6 +68,8 @@ package final class ReplicationReader: @unchecked Sendable {
         package var maxRetained: Int
         /// The tables to publish, quoted (`"public"."users"`).
         package var tables: [String]
+        /// A temporary slot of the session's own (`freshet tail`): gone when the connection ends, never shared.
+        package var temporary = false
 
         package init(conninfo: String, slot: String, publication: String, manage: Bool, maxRetained: Int, tables: [String]) {
             self.conninfo = conninfo
@@ -125,9 +127,18 @@ package final class ReplicationReader: @unchecked Sendable {
         while !isStopping {
             do {
                 let catalog = try PGConnection.connect(settings.conninfo, applicationName: "freshet_replication_catalog")
-                let (gap, confirmed) = try prepare(catalog)
+                var (gap, confirmed): (String?, UInt64) = (nil, 0)
+                if settings.temporary {
+                    try checkLevel(catalog)
+                    _ = try keepPublication(catalog)
+                } else {
+                    (gap, confirmed) = try prepare(catalog)
+                }
                 if tracker == nil { tracker = ConfirmTracker(confirmed: confirmed) }
                 let stream = try PGConnection.connectReplication(settings.conninfo)
+                if settings.temporary {
+                    try stream.command("CREATE_REPLICATION_SLOT \(SQL.quoteIdentifier(settings.slot)) TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')")
+                }
                 // Values as notify mode sees them; interval as to_jsonb prints it with the default style.
                 try stream.command("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'")
                 let timeout = (try? stream.command("SHOW wal_sender_timeout").first?.first ?? nil).flatMap { Self.milliseconds($0) } ?? 60_000
@@ -170,7 +181,7 @@ package final class ReplicationReader: @unchecked Sendable {
 
     /// Checks the server, keeps the publication, and makes sure the slot exists and is usable. Returns the gap its
     /// (re)creation opened, if any, and the slot's confirmed position.
-    private func prepare(_ db: PGConnection) throws -> (gap: String?, confirmed: UInt64) {
+    private func checkLevel(_ db: PGConnection) throws {
         let level = try db.execute("SHOW wal_level").first?.first ?? nil
         guard level == "logical" else {
             throw Fatal(field: "postgres.source", message: """
@@ -178,6 +189,10 @@ package final class ReplicationReader: @unchecked Sendable {
                 then restart PostgreSQL (RDS: rds.logical_replication = 1; Cloud SQL: cloudsql.logical_decoding = on)
                 """)
         }
+    }
+
+    private func prepare(_ db: PGConnection) throws -> (gap: String?, confirmed: UInt64) {
+        try checkLevel(db)
         let publicationCreated = try keepPublication(db)
         let rows = try db.query("""
             SELECT plugin, database = current_database(), coalesce(wal_status, ''), coalesce(confirmed_flush_lsn::text, ''), \

@@ -241,6 +241,31 @@ struct ReplicationTests {
         }
     }
 
+    /// `freshet tail` reads through a temporary slot of its own: it prints changes and leaves no slot behind.
+    @Test func tailReadsThroughATemporarySlot() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text)") }
+            let config = try writeConfig("""
+                postgres: {url: "\(url)", source: replication, replication: {slot: \(slot), publication: \(slot)}}
+                tables: [{name: users, redis: [{key: "t:{id}"}]}]
+                """)
+            let tail = try CLIProcess(["tail", "--config", config])
+            defer { tail.signal(SIGKILL) }
+            let temporary = "SELECT count(*) FROM pg_replication_slots WHERE temporary AND database = current_database()"
+            try await eventually("tail streams (log: \(tail.stderr))") { try await offThePool { try PGConnection.connect(url).execute(temporary)[0][0] } == "1" }
+            try await offThePool { try PGConnection.connect(url).execute("INSERT INTO users VALUES (5, 'e')") }
+            try await eventually("a line") { !tail.stdoutLines.isEmpty }
+            let line = try #require(try JSONParser.parse(tail.stdoutLines[0]).objectValue)
+            #expect(line["op"] == .string("insert"))
+            #expect(line["id"]?.stringValue.flatMap(EventID.init(parsing:)) != nil)
+            #expect(line["operations"] == .array([.object(["action": .string("delete"), "key": .string("t:5")])]))
+            tail.signal(SIGTERM)
+            _ = try await tail.wait(timeout: 15)
+            let left = try await offThePool { try PGConnection.connect(url).execute("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")[0][0] }
+            #expect(left == "0")
+        }
+    }
+
     /// Freshet stopped, 1,000 writes, Freshet started again: every changed key invalidated, an untouched key kept, no
     /// resync, and a subscriber resuming with the last id it saw gets exactly the missed events.
     @Test func aRestartLosesNothingAndFlushesNothing() async throws {
