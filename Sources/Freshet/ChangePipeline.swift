@@ -168,7 +168,7 @@ final class EventPublisher: Service {
 
     private func publish(_ completion: RedisCompletion) {
         if completion.job.repairCause == "events_dropped" {
-            hub.publishResync(reason: "events dropped")
+            hub.publishResync(reason: "events dropped", eventsDropped: true)
             return
         }
         if let cause = completion.job.repairCause {

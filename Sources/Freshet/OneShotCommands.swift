@@ -56,16 +56,16 @@ package enum OneShotCommands {
         )
         settings.temporary = true
         let reader = ReplicationReader(settings: settings, hooks: ReplicationHooks(
-            streaming: { _, _ in }, disconnected: { _ in },
-            transaction: { transaction in
-                for job in planner.jobs(for: transaction) {
+            streaming: { _, _, _ in }, disconnected: { _ in },
+            transaction: { transaction, tick in
+                for job in planner.jobs(for: transaction, tick: tick) {
                     guard let event = job.event else { continue }
                     var object = event.json
                     object["id"] = .string(event.id?.description ?? "")
                     object["operations"] = .array(job.operations.map { .object(["action": .string($0.action), "key": .string($0.key)]) })
                     print(JSONValue.object(object).jsonText)
                 }
-                return false
+                return (false, nil)
             },
             canTakeMore: { true }, applied: { 0 }, storePosition: { _, _ in }, stored: { UInt64.max },
             notReady: { _ in }, positions: { _, _, _ in },

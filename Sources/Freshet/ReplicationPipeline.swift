@@ -56,12 +56,14 @@ final class ReplicationPipeline: Service {
             return
         }
         let fatal = FatalProblem()
+        var settings = ReplicationReader.Settings(
+            conninfo: config.postgres.url, slot: config.postgres.replication.slot,
+            publication: config.postgres.replication.publication, manage: config.postgres.replication.manage,
+            maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
+        )
+        settings.stored = marker.map { ($0.lsn, $0.lastEvent) }
         let reader = ReplicationReader(
-            settings: .init(
-                conninfo: config.postgres.url, slot: config.postgres.replication.slot,
-                publication: config.postgres.replication.publication, manage: config.postgres.replication.manage,
-                maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
-            ),
+            settings: settings,
             hooks: hooks(catalog: catalog, marker: marker, fatal: fatal),
             logger: logger
         )
@@ -112,14 +114,15 @@ final class ReplicationPipeline: Service {
     private func hooks(catalog: TableCatalog, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
         let planner = TransactionPlanner(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
         return ReplicationHooks(
-            streaming: { [self] gap, confirmed in
+            streaming: { [self] gap, confirmed, server in
                 readiness.update { $0.listening = true }
                 metrics.listenConnected(true)
                 // Resumes from here on are complete: the slot sends everything after its confirmed position again,
-                // and nothing between the stored last event and that position was an event.
+                // and nothing between the stored last event and that position was an event. The marker counts only
+                // when it is not behind the slot (Redis may have lost its newest write) and no gap came between.
                 var floor = EventID(epoch: confirmed, sequence: 0)
-                if let marker, let event = marker.lastEvent, event < floor { floor = event }
-                hub.setResumeFloor(floor)
+                if gap == nil, let marker, marker.lsn >= confirmed, let event = marker.lastEvent, event < floor { floor = event }
+                hub.setResumeFloor(floor, ceiling: server, gap: gap != nil)
                 if var gap {
                     // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
                     if gap == "slot_created" && marker != nil { gap = "slot_lost" }
@@ -134,11 +137,11 @@ final class ReplicationPipeline: Service {
                 readiness.update { $0.listening = false }
                 metrics.listenConnected(false)
             },
-            transaction: { [self] transaction in
-                let jobs = planner.jobs(for: transaction)
-                guard !jobs.isEmpty else { return false }
+            transaction: { [self] transaction, tick in
+                let jobs = planner.jobs(for: transaction, tick: tick)
+                guard !jobs.isEmpty else { return (false, nil) }
                 writer.submit(jobs)
-                return true
+                return (true, jobs.last { $0.event != nil }?.event?.id)
             },
             canTakeMore: { [self] in writer.pending < config.redis.maxPending },
             applied: { [positions] in positions.applied },

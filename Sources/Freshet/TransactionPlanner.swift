@@ -13,10 +13,13 @@ struct TransactionPlanner: Sendable {
     let metrics: FreshetMetrics
     let stats: PipelineStats
 
-    func jobs(for transaction: CommittedTransaction) -> [RedisJob] {
+    /// - Parameter tick: called every 100 changes, so that a long transaction (read-backs) does not hold back the
+    ///   reader's status updates.
+    func jobs(for transaction: CommittedTransaction, tick: () -> Void = {}) -> [RedisJob] {
         var jobs: [RedisJob] = []
         jobs.reserveCapacity(transaction.changes.count)
         for (index, change) in transaction.changes.enumerated() {
+            if index % 100 == 99 { tick() }
             guard let table = catalog.table(schema: change.schema, name: change.table) else {
                 metrics.rejected(reason: "unknown_table")
                 stats.countRejected()

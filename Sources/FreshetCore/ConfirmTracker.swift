@@ -44,6 +44,9 @@ public struct ConfirmTracker: Sendable, Equatable {
         advance()
     }
 
+    /// A transaction committed that was already handed over before a reconnect (the slot sent it again).
+    public mutating func skipped() { open = false }
+
     /// Redis acknowledged every command of the transactions up to commit `lsn` (the writer applies in order).
     public mutating func acknowledged(through lsn: UInt64) {
         acknowledged = max(acknowledged, lsn)

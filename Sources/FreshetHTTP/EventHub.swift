@@ -50,6 +50,10 @@ package final class EventHub: Service, Sendable {
         var gapID: EventID?
         /// The last event evicted from the ring.
         var evictedThrough: EventID?
+        /// Durable ids: the source's position when it started; ids beyond it and every published one are unknown.
+        var ceiling: UInt64 = 0
+        /// Durable ids: events were dropped (the publisher fell behind); the next event published becomes the gap id.
+        var gapAtNext = false
         var droppedSlow = 0
         var tableShapes: [String: [TopicPattern]] = [:]
     }
@@ -89,9 +93,13 @@ package final class EventHub: Service, Sendable {
     package var lastEventID: EventID { state.withLock { $0.lastID } }
 
     /// Durable ids: resumes from `id` or later are complete from now on (the source sends every later change again).
-    package func setResumeFloor(_ id: EventID) {
+    /// `ceiling` is the source's position now: an id beyond it (and beyond every event published) is not one of
+    /// this history's. After a `gap`, resumes from before `id` get a resync.
+    package func setResumeFloor(_ id: EventID, ceiling: UInt64, gap: Bool) {
         state.withLock { state in
             state.floor = id
+            state.ceiling = max(state.ceiling, ceiling)
+            if gap { state.gapID = max(state.gapID ?? id, id) }
             if state.lastID < id && state.ring.isEmpty { state.lastID = id }
         }
     }
@@ -104,6 +112,11 @@ package final class EventHub: Service, Sendable {
             state.sequence += 1
             let id = event.id ?? EventID(epoch: epoch, sequence: state.sequence)
             state.lastID = id
+            if state.gapAtNext {
+                // Resumes must be at or after the first event past the dropped ones.
+                state.gapID = id
+                state.gapAtNext = false
+            }
             let bytes = SSEEncoder.message(id: id.description, event: "change", data: event.jsonBytes)
             let buffer = ByteBuffer(bytes: bytes)
             let stored = Stored(sequence: state.sequence, id: id, topics: event.topics, wholeTableShapes: wholeTable, bytes: buffer)
@@ -132,12 +145,15 @@ package final class EventHub: Service, Sendable {
         finishDropped(dropped)
     }
 
-    /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too.
-    package func publishResync(reason: String) {
+    /// Records a gap: every subscriber gets one `resync`, and resumes from before now get one too. With
+    /// `eventsDropped` (the publisher fell behind) the dropped events are newer than the last one published: resumes
+    /// must then be past the next event published.
+    package func publishResync(reason: String, eventsDropped: Bool = false) {
         var direct = DirectWrites()
         let bytes = state.withLock { state in
             state.gapSequence = state.sequence
-            state.gapID = state.lastID
+            state.gapID = max(state.gapID ?? state.lastID, state.lastID)
+            if eventsDropped { state.gapAtNext = true }
             let bytes = resyncBytes(state.lastID, reason: reason)
             for subscriber in state.subscribers.values { enqueue(bytes, to: subscriber, direct: &direct) }
             return bytes
@@ -273,6 +289,8 @@ package final class EventHub: Service, Sendable {
         if durableIDs {
             guard let floor = state.floor else { return "Freshet is starting" }
             if lastSeen < floor { return "events missed" }
+            if lastSeen.epoch > max(state.ceiling, state.lastID.epoch) { return "unknown event id" }
+            if state.gapAtNext { return "events missed" }
             if let evicted = state.evictedThrough, lastSeen < evicted { return "events missed" }
             if let gap = state.gapID, lastSeen < gap { return "events missed" }
             return nil

@@ -49,7 +49,12 @@ extension PGConnection {
         // -1: the stream ended (an error result follows); -2: failure.
         var failure = PostgresError(code: .connectionLost, message: length == -1 ? "replication stream ended" : errorMessage)
         while let result = PQgetResult(pgconn) {
-            if PQresultStatus(result) == PGRES_FATAL_ERROR {
+            let status = PQresultStatus(result)
+            if status == PGRES_COPY_BOTH || status == PGRES_COPY_IN || status == PGRES_COPY_OUT {
+                PQclear(result)
+                break  // still in COPY: libpq would return this again and again
+            }
+            if status == PGRES_FATAL_ERROR {
                 let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
                 failure = PostgresError(code: .connectionLost, message: String(cString: PQresultErrorMessage(result)), sqlState: state)
             }
@@ -58,13 +63,18 @@ extension PGConnection {
         throw failure
     }
 
-    /// Queues a CopyData message (a standby status update) and flushes what it can without blocking.
-    package func sendCopyData(_ bytes: [UInt8]) throws(PostgresError) {
-        let sent = bytes.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(pgconn, $0.baseAddress, Int32(buffer.count)) }
+    /// Queues a CopyData message (a standby status update) and flushes what it can without blocking. Returns true
+    /// when everything was sent; false when some waits in libpq's buffer (poll for POLLOUT, then `flushOutput()`).
+    package func sendCopyData(_ bytes: [UInt8]) throws(PostgresError) -> Bool {
+        for _ in 0..<2 {
+            let sent = bytes.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(pgconn, $0.baseAddress, Int32(buffer.count)) }
+            }
+            if sent == 1 { return try flushOutput() }
+            guard sent == 0 else { throw PostgresError(code: .connectionLost, message: errorMessage) }
+            _ = try flushOutput()  // the buffer was full: make room, try once more
         }
-        guard sent == 1 else { throw PostgresError(code: .connectionLost, message: errorMessage) }
-        guard PQflush(pgconn) >= 0 else { throw PostgresError(code: .connectionLost, message: errorMessage) }
+        return false
     }
 
     /// Flushes output queued earlier; true when everything was sent.

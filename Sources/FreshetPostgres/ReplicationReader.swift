@@ -8,12 +8,15 @@ import Synchronization
 /// What the replication reader needs from the rest of Freshet. Called on the reader's thread.
 package struct ReplicationHooks: Sendable {
     /// The slot streams. `gap` is `slot_created` or `slot_lost` when the slot had to be (re)made: nothing before it
-    /// can be replayed, so the caches must be repaired. `confirmed` is the slot's confirmed position at start.
-    package var streaming: @Sendable (_ gap: String?, _ confirmed: UInt64) -> Void
+    /// can be replayed, so the caches must be repaired. `confirmed` is the slot's confirmed position at start (the
+    /// consistent point of a new slot), `server` the server's WAL position then (no event id can be beyond it yet).
+    package var streaming: @Sendable (_ gap: String?, _ confirmed: UInt64, _ server: UInt64) -> Void
     /// The stream stopped (it reconnects by itself).
     package var disconnected: @Sendable (_ reason: String) -> Void
-    /// A committed transaction, in commit order. Returns whether it handed work to the Redis writer.
-    package var transaction: @Sendable (CommittedTransaction) -> Bool
+    /// A committed transaction, in commit order. Returns whether it handed work to the Redis writer and the id of
+    /// its last event. `tick` is to be called now and then during long work (read-backs): it keeps status updates
+    /// flowing so that the walsender does not time out.
+    package var transaction: @Sendable (CommittedTransaction, _ tick: () -> Void) -> (handedOver: Bool, lastEvent: EventID?)
     /// Whether the writer takes more now; while false the reader stops reading (status updates go on).
     package var canTakeMore: @Sendable () -> Bool
     /// The newest commit LSN whose work Redis applied (in order).
@@ -31,8 +34,9 @@ package struct ReplicationHooks: Sendable {
     package var fatal: @Sendable (_ field: String, _ message: String) -> Void
 
     package init(
-        streaming: @escaping @Sendable (String?, UInt64) -> Void, disconnected: @escaping @Sendable (String) -> Void,
-        transaction: @escaping @Sendable (CommittedTransaction) -> Bool, canTakeMore: @escaping @Sendable () -> Bool,
+        streaming: @escaping @Sendable (String?, UInt64, UInt64) -> Void, disconnected: @escaping @Sendable (String) -> Void,
+        transaction: @escaping @Sendable (CommittedTransaction, () -> Void) -> (handedOver: Bool, lastEvent: EventID?),
+        canTakeMore: @escaping @Sendable () -> Bool,
         applied: @escaping @Sendable () -> UInt64, storePosition: @escaping @Sendable (UInt64, EventID?) -> Void,
         stored: @escaping @Sendable () -> UInt64, notReady: @escaping @Sendable (String?) -> Void,
         positions: @escaping @Sendable (UInt64, UInt64, Int64) -> Void, fatal: @escaping @Sendable (String, String) -> Void
@@ -70,6 +74,9 @@ package final class ReplicationReader: @unchecked Sendable {
         package var tables: [String]
         /// A temporary slot of the session's own (`freshet tail`): gone when the connection ends, never shared.
         package var temporary = false
+        /// The position stored with the last confirmation and the last event before it (from Redis): seeds the
+        /// tracker when the slot is at that position, so the next stored position keeps the event.
+        package var stored: (lsn: UInt64, lastEvent: EventID?)?
 
         package init(conninfo: String, slot: String, publication: String, manage: Bool, maxRetained: Int, tables: [String]) {
             self.conninfo = conninfo
@@ -88,6 +95,9 @@ package final class ReplicationReader: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     /// The walsender's backend pid while streaming (tests).
     private let streamingPID = Atomic<Int32>(0)
+    /// The slot predates a publication created now: it must be recreated, also when the first try failed. Reader
+    /// thread only.
+    private var recreateSlot = false
 
     package init(settings: Settings, hooks: ReplicationHooks, logger: Logger) {
         self.settings = settings
@@ -123,6 +133,9 @@ package final class ReplicationReader: @unchecked Sendable {
         var backoff = Backoff(base: 0.2, cap: 5)
         var assembler = TransactionAssembler()
         var tracker: ConfirmTracker?
+        /// The newest commit handed to the writer: after a reconnect the slot sends again from its confirmed
+        /// position, and what was already handed over is not planned (nor published) twice.
+        var handedThrough: UInt64 = 0
         let redacted = Redaction.connectionString(settings.conninfo)
         while !isStopping {
             do {
@@ -134,7 +147,15 @@ package final class ReplicationReader: @unchecked Sendable {
                 } else {
                     (gap, confirmed) = try prepare(catalog)
                 }
-                if tracker == nil { tracker = ConfirmTracker(confirmed: confirmed) }
+                let server = (try? catalog.execute("SELECT pg_catalog.pg_current_wal_lsn()::text").first?.first ?? nil)
+                    .flatMap { LSN(parsing: $0) }?.value ?? confirmed
+                if tracker == nil || gap != nil {
+                    // A new slot starts a new history: nothing handed over before counts, and positions may even go
+                    // backwards (a failover to another server).
+                    let seed = settings.stored.flatMap { $0.lsn >= confirmed && gap == nil ? $0.lastEvent : nil }
+                    tracker = ConfirmTracker(confirmed: confirmed, lastEvent: seed)
+                    handedThrough = 0
+                }
                 let stream = try PGConnection.connectReplication(settings.conninfo)
                 if settings.temporary {
                     try stream.command("CREATE_REPLICATION_SLOT \(SQL.quoteIdentifier(settings.slot)) TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')")
@@ -147,19 +168,24 @@ package final class ReplicationReader: @unchecked Sendable {
                     "START_REPLICATION SLOT \(SQL.quoteIdentifier(settings.slot)) LOGICAL 0/0 (proto_version '1', publication_names \(SQL.quoteLiteral(SQL.quoteIdentifier(settings.publication))))"
                 )
                 streamingPID.store(stream.backendPID, ordering: .relaxed)
-                backoff.reset()
                 hooks.notReady(nil)
                 logger.info("streaming from the replication slot", metadata: [
                     "slot": "\(settings.slot)", "confirmed": "\(LSN(confirmed))", "status_interval": "\(interval)s",
                 ])
-                hooks.streaming(gap, confirmed)
-                let reason = serve(stream, catalog: catalog, assembler: &assembler, tracker: &tracker!, interval: interval)
+                hooks.streaming(gap, confirmed, server)
+                recreateSlot = false
+                let (reason, progressed) = serve(
+                    stream, catalog: catalog, assembler: &assembler, tracker: &tracker!, handedThrough: &handedThrough, interval: interval
+                )
+                if progressed { backoff.reset() }  // a stream that fails at once (a bad message) backs off like any failure
                 streamingPID.store(0, ordering: .relaxed)
                 assembler.reset()
                 tracker!.disconnected()
                 if isStopping { break }
-                logger.error("replication stream lost; reconnecting", metadata: ["error": "\(reason)"])
+                let delay = backoff.next()
+                logger.error("replication stream lost; reconnecting", metadata: ["error": "\(reason)", "retry_in": "\(String(format: "%.2f", delay))s"])
                 hooks.disconnected(reason)
+                if wake.wait(seconds: delay) { break }
             } catch let fatal as Fatal {
                 hooks.fatal(fatal.field, fatal.message)
                 return
@@ -193,7 +219,7 @@ package final class ReplicationReader: @unchecked Sendable {
 
     private func prepare(_ db: PGConnection) throws -> (gap: String?, confirmed: UInt64) {
         try checkLevel(db)
-        let publicationCreated = try keepPublication(db)
+        if try keepPublication(db) { recreateSlot = true }
         let rows = try db.query("""
             SELECT plugin, database = current_database(), coalesce(wal_status, ''), coalesce(confirmed_flush_lsn::text, ''), \
             coalesce(active_pid::text, ''), temporary FROM pg_catalog.pg_replication_slots WHERE slot_name = $1
@@ -210,10 +236,10 @@ package final class ReplicationReader: @unchecked Sendable {
                 hooks.notReady("replication slot \"\(settings.slot)\" is in use by backend \(pid)")
                 throw PostgresError(code: .queryFailed, message: "slot \(settings.slot) is in use by backend \(pid)")
             }
-            if slot[2] == "lost" || publicationCreated {
+            if slot[2] == "lost" || recreateSlot {
                 // Invalidated (its WAL is gone), or older than its publication (decoding would not find it).
                 logger.error("the replication slot cannot be used; recreating it, then every key is flushed", metadata: [
-                    "slot": "\(settings.slot)", "wal_status": "\(slot[2] ?? "")", "publication_created": "\(publicationCreated)",
+                    "slot": "\(settings.slot)", "wal_status": "\(slot[2] ?? "")", "publication_created": "\(recreateSlot)",
                 ])
                 _ = try db.query("SELECT pg_catalog.pg_drop_replication_slot($1)", parameters: [settings.slot])
                 gap = "slot_lost"
@@ -257,19 +283,36 @@ package final class ReplicationReader: @unchecked Sendable {
 
     // MARK: - The stream
 
-    /// Serves the COPY BOTH stream until it fails (returns why) or the reader stops (returns "").
+    /// Serves the COPY BOTH stream until it fails (returns why) or the reader stops (returns ""), and whether it
+    /// made progress (handled a message).
     private func serve(
         _ stream: PGConnection, catalog: PGConnection, assembler: inout TransactionAssembler, tracker: inout ConfirmTracker,
-        interval: Double
-    ) -> String {
-        var received: UInt64 = 0
-        var lastStatus = ContinuousClock.now - .seconds(3600)
-        var lastSentFlush: UInt64 = 0
-        var lastStore = ContinuousClock.now - .seconds(3600)
-        var requested: UInt64 = 0
-        var replyNow = true
+        handedThrough: inout UInt64, interval: Double
+    ) -> (String, Bool) {
+        var status = StatusState()
+        var progressed = false
         var lastCheck = ContinuousClock.now - .seconds(3600)
         var retainedWarned = false
+        /// Confirms what Redis applied (once stored) and sends a status update when one is due.
+        func confirmAndReport(force: Bool = false) throws(PostgresError) {
+            tracker.acknowledged(through: hooks.applied())
+            let now = ContinuousClock.now
+            if tracker.confirmed > status.requested && (now - status.lastStore >= .seconds(1) || status.replyNow || force) {
+                status.requested = tracker.confirmed
+                status.lastStore = now
+                hooks.storePosition(tracker.confirmed, tracker.lastConfirmedEvent)
+            }
+            let flush = min(tracker.confirmed, hooks.stored())
+            guard force || status.replyNow || now - status.lastStatus >= .seconds(interval)
+                || (flush > status.lastSentFlush && now - status.lastStatus >= .seconds(1)) else { return }
+            let write = max(status.received, flush)
+            status.outputPending = try !stream.sendCopyData(StandbyStatus.update(
+                write: LSN(write), flush: LSN(flush), apply: LSN(flush), unixMicroseconds: Self.unixMicroseconds()
+            ))
+            status.lastStatus = now
+            status.lastSentFlush = max(status.lastSentFlush, flush)
+            status.replyNow = false
+        }
         do {
             while !isStopping {
                 // 1. Read what is buffered, unless the writer is full (TCP then pushes back on the walsender).
@@ -280,53 +323,48 @@ package final class ReplicationReader: @unchecked Sendable {
                         case .wouldBlock: break reading
                         case .message(let bytes):
                             handled += 1
+                            progressed = true
                             switch try ReplicationMessage.parse(bytes) {
                             case .keepalive(let end, _, let reply):
-                                received = max(received, end.value)
+                                status.received = max(status.received, end.value)
                                 tracker.keepalive(walEnd: end.value)
-                                if reply { replyNow = true }
+                                if reply { status.replyNow = true }
                             case .xLogData(_, let end, _, let data):
-                                received = max(received, end.value)
-                                let message = try PgOutputMessage.decode(data)
-                                switch try assembler.feed(message) {
+                                status.received = max(status.received, end.value)
+                                switch try assembler.feed(try PgOutputMessage.decode(data)) {
                                 case .none: break
                                 case .began: tracker.begin()
                                 case .committed(let transaction):
-                                    let handedOver = hooks.transaction(transaction)
-                                    let last = transaction.changes.isEmpty ? nil : EventID(epoch: transaction.commit, sequence: UInt64(transaction.changes.count))
-                                    tracker.commit(transaction.commit, lastEvent: last, hasCommands: handedOver)
+                                    if transaction.commit <= handedThrough {
+                                        tracker.skipped()  // sent again after a reconnect: already with the writer
+                                    } else {
+                                        var failure: PostgresError?
+                                        let result = hooks.transaction(transaction) {
+                                            do throws(PostgresError) { try confirmAndReport() } catch { failure = failure ?? error }
+                                        }
+                                        if let failure { throw failure }
+                                        handedThrough = transaction.commit
+                                        tracker.commit(transaction.commit, lastEvent: result.lastEvent, hasCommands: result.handedOver)
+                                    }
                                 }
                             }
                             if !hooks.canTakeMore() { break reading }
                         }
                     }
                 }
-                // 2. Confirm: what Redis applied, once stored.
-                tracker.acknowledged(through: hooks.applied())
+                // 2. Confirm what Redis applied; status updates on time, also while not reading.
+                try confirmAndReport()
+                if status.outputPending { status.outputPending = try !stream.flushOutput() }
+                // 3. The slot's numbers, every status interval; a catalog connection that fails is made anew.
                 let now = ContinuousClock.now
-                if tracker.confirmed > requested && (now - lastStore >= .seconds(1) || replyNow) {
-                    requested = tracker.confirmed
-                    lastStore = now
-                    hooks.storePosition(tracker.confirmed, tracker.lastConfirmedEvent)
-                }
-                let flush = min(tracker.confirmed, hooks.stored())
-                if replyNow || now - lastStatus >= .seconds(interval) || (flush > lastSentFlush && now - lastStatus >= .seconds(1)) {
-                    let write = max(received, flush)
-                    try stream.sendCopyData(StandbyStatus.update(
-                        write: LSN(write), flush: LSN(flush), apply: LSN(flush), unixMicroseconds: Self.unixMicroseconds()
-                    ))
-                    lastStatus = now
-                    lastSentFlush = max(lastSentFlush, flush)
-                    replyNow = false
-                }
-                // 3. The slot's numbers, every status interval.
                 if now - lastCheck >= .seconds(interval) {
                     lastCheck = now
-                    if let row = try? catalog.execute(
+                    let row = try catalog.execute(
                         "SELECT pg_catalog.pg_current_wal_lsn()::text, coalesce((pg_catalog.pg_current_wal_lsn() - restart_lsn)::bigint, 0) FROM pg_catalog.pg_replication_slots WHERE slot_name = \(SQL.quoteLiteral(settings.slot))",
-                        timeout: 10
-                    ).first, let serverText = row[0], let server = LSN(parsing: serverText), let retained = row[1].flatMap({ Int64($0) }) {
-                        hooks.positions(flush, server.value, retained)
+                        timeout: max(1, interval / 2)
+                    ).first
+                    if let row, let serverText = row[0], let server = LSN(parsing: serverText), let retained = row[1].flatMap({ Int64($0) }) {
+                        hooks.positions(min(tracker.confirmed, hooks.stored()), server.value, retained)
                         let over = retained > Int64(settings.maxRetained)
                         if over != retainedWarned {
                             retainedWarned = over
@@ -339,31 +377,42 @@ package final class ReplicationReader: @unchecked Sendable {
                         }
                     }
                 }
-                // 4. Wait for data, the next status update, or the writer.
+                // 4. Wait for data, room to send, the next status update, or the writer.
                 if handled >= 512 { continue }
-                let untilStatus = max(0, interval - (Double((ContinuousClock.now - lastStatus).components.seconds)))
-                let waitMs = Int32(max(1, min(untilStatus, hooks.canTakeMore() && tracker.confirmed <= requested ? 1.0 : 0.05) * 1000))
+                let reading = hooks.canTakeMore()
+                let sinceStatus = ContinuousClock.now - status.lastStatus
+                let untilStatus = max(0, interval - Double(sinceStatus.components.seconds) - Double(sinceStatus.components.attoseconds) / 1e18)
+                let waitSeconds = min(untilStatus, reading && tracker.confirmed <= status.requested ? 1.0 : 0.05)
+                var events = Int16(reading ? POLLIN : 0)
+                if status.outputPending { events |= Int16(POLLOUT) }
                 var fds = [
-                    pollfd(fd: stream.socket, events: Int16(hooks.canTakeMore() ? POLLIN : 0), revents: 0),
+                    pollfd(fd: stream.socket, events: events, revents: 0),
                     pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
                 ]
-                if poll(&fds, 2, waitMs) < 0 && errno != EINTR { return "poll failed: errno \(errno)" }
+                if poll(&fds, 2, Int32(max(1, waitSeconds * 1000))) < 0 && errno != EINTR { return ("poll failed: errno \(errno)", progressed) }
                 if fds[1].revents != 0 { break }
-                if fds[0].revents != 0 { try stream.consumeInput() }
+                if fds[0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 { try stream.consumeInput() }
             }
             // Stopping: one last status update with what is confirmed.
-            tracker.acknowledged(through: hooks.applied())
-            let flush = min(tracker.confirmed, hooks.stored())
-            try? stream.sendCopyData(StandbyStatus.update(
-                write: LSN(max(received, flush)), flush: LSN(flush), apply: LSN(flush), unixMicroseconds: Self.unixMicroseconds()
-            ))
+            try? confirmAndReport(force: true)
             _ = try? stream.flushOutput()
-            return ""
+            return ("", progressed)
         } catch let error as PostgresError {
-            return error.sqlState.map { "\(error.message) (SQLSTATE \($0))" } ?? error.message
+            return (error.sqlState.map { "\(error.message) (SQLSTATE \($0))" } ?? error.message, progressed)
         } catch {
-            return "\(error)"
+            return ("\(error)", progressed)
         }
+    }
+
+    /// The status-update bookkeeping of one stream.
+    private struct StatusState {
+        var received: UInt64 = 0
+        var lastStatus = ContinuousClock.now - .seconds(3600)
+        var lastSentFlush: UInt64 = 0
+        var lastStore = ContinuousClock.now - .seconds(3600)
+        var requested: UInt64 = 0
+        var replyNow = true
+        var outputPending = false
     }
 
     private static func unixMicroseconds() -> Int64 {

@@ -37,6 +37,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Nice value of the subscriber reader threads (they stand in for browsers on other machines).")
     var readerNice: Int32 = 10
 
+    @Option(help: "How the measured Freshet captures changes: notify (triggers) or replication (a logical slot; needs wal_level=logical).")
+    var source: String = "notify"
+
     @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
     var quick = false
 
@@ -64,10 +67,12 @@ struct BenchCommand: ParsableCommand {
         let redis: RedisEndpoint
         do { redis = try RedisEndpoint(parsing: redisURL) } catch { throw ValidationError("--redis-url: \(error)") }
         let quiet = json
-        let env = BenchEnvironment(
+        guard let captureSource = CaptureSource(rawValue: source) else { throw ValidationError("--source: notify or replication") }
+        var env = BenchEnvironment(
             databaseURL: databaseURL, redis: redis, redisURL: redisURL, freshet: freshet, directory: directory,
             log: { message in if !quiet { FileHandle.standardError.write(Data("· \(message)\n".utf8)) } }
         )
+        env.source = captureSource
         let machine = MachineInfo.current(fileLimit: fileLimit)
         if !json { print(machine.banner) }
 
@@ -79,7 +84,8 @@ struct BenchCommand: ParsableCommand {
                 figures.append(try scenario.run(env, quick: quick, throughputSubscribers: throughputSubscribers))
             }
             let result = ScenarioResult(
-                scenario: scenario, parameters: scenario.parameters(quick: quick, throughputSubscribers: throughputSubscribers), runs: figures
+                scenario: scenario, parameters: scenario.parameters(quick: quick, throughputSubscribers: throughputSubscribers),
+                runs: figures, replication: captureSource == .replication
             )
             report.scenarios.append(result)
             if !json { print(result.table) }

@@ -31,8 +31,21 @@ enum Scenario: String, CaseIterable, Codable {
         }
     }
 
-    /// The targets: metric, comparison, bound.
-    var targets: [Target] {
+    /// The targets: metric, comparison, bound (issue 6 for the notify source, issue 11 for the replication source).
+    func targets(replication: Bool) -> [Target] {
+        if replication {
+            switch self {
+            case .throughput:
+                return [.init("ratio_to_ceiling", .atLeast, 0.90), .init("missed", .atMost, 0), .init("duplicated", .atMost, 0)]
+            case .bulk:
+                return [.init("keys_gone_after_commit_s", .atMost, 3), .init("keys_missed", .atMost, 0)]
+            case .latency:
+                return [.init("redis_p99_ms", .atMost, 5), .init("sse_p99_ms", .atMost, 10), .init("keys_missed", .atMost, 0),
+                        .init("sse_missed", .atMost, 0), .init("sse_duplicated", .atMost, 0)]
+            case .fanout, .fanout10k:
+                break
+            }
+        }
         switch self {
         case .throughput:
             return [.init("ratio_to_bare", .atLeast, 0.95), .init("missed", .atMost, 0), .init("duplicated", .atMost, 0),
@@ -86,14 +99,14 @@ struct ScenarioResult: Codable {
         var met: Bool
     }
 
-    init(scenario: Scenario, parameters: String, runs: [RunFigures]) {
+    init(scenario: Scenario, parameters: String, runs: [RunFigures], replication: Bool = false) {
         self.scenario = scenario
         self.parameters = parameters
         self.runs = runs
         var medians: [String: Double] = [:]
         for key in Set(runs.flatMap(\.keys)) { medians[key] = median(runs.compactMap { $0[key] }) }
         self.medians = medians
-        targets = scenario.targets.map { target in
+        targets = scenario.targets(replication: replication).map { target in
             let value = medians[target.metric] ?? .nan
             return TargetResult(target: target, median: value, met: target.met(by: value))
         }

@@ -1,5 +1,6 @@
 import Foundation
 import FreshetCore
+import FreshetPostgres
 import FreshetRedis
 import Glibc
 
@@ -11,6 +12,11 @@ struct BenchEnvironment {
     var freshet: String
     var directory: String
     var log: (String) -> Void
+    /// How the measured Freshet captures changes (`--source`).
+    var source: CaptureSource = .notify
+
+    var replication: Bool { source == .replication }
+    static let slot = "freshet_bench"
 
     static let channel = "freshet_bench"
     static let topic = "bench_items"
@@ -20,6 +26,8 @@ struct BenchEnvironment {
         postgres:
           url: "\(databaseURL)"
           channel: \(Self.channel)
+          source: \(source.rawValue)
+          replication: {slot: \(Self.slot), publication: \(Self.slot)}
         redis:
           url: "\(redisURL)"
         http:
@@ -55,6 +63,25 @@ struct BenchEnvironment {
         guard process.terminationStatus == 0 else { throw BenchError("freshet triggers install exited \(process.terminationStatus)") }
     }
 
+    /// Stops a Freshet; in replication mode drops its slot too, so that the next run starts from now (a slot left
+    /// behind would replay the other phases' writes and hold back WAL).
+    func stop(_ freshet: FreshetProcess) {
+        freshet.stop()
+        if replication { dropSlot() }
+    }
+
+    func dropSlot() {
+        guard let pg = try? PGConnection.connect(databaseURL, applicationName: "freshet-bench") else { return }
+        for _ in 0..<100 {
+            guard let row = try? pg.query("SELECT active FROM pg_replication_slots WHERE slot_name = $1", parameters: [Self.slot]).first else { return }
+            if row[0] == "f" {
+                _ = try? pg.query("SELECT pg_drop_replication_slot($1)", parameters: [Self.slot])
+                return
+            }
+            usleep(100_000)
+        }
+    }
+
     func flushRedis() throws {
         let connection = try RedisConnection.connect(redis, timeout: 10)
         _ = try connection.command(["FLUSHDB"])
@@ -72,18 +99,26 @@ enum Scenarios {
     /// then with Freshet and `subscribers` SSE subscribers. Nothing may be missed or doubled.
     static func throughput(_ env: BenchEnvironment, duration: Double, connections: Int, subscribers: Int) throws -> RunFigures {
         let rows = 10_000
-        try BenchTable.create(conninfo: env.databaseURL, rows: rows)
-        try env.installTriggers()
-        env.log("throughput: bare LISTEN ceiling, \(connections) writer connections, \(duration)s")
-        let bare = try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
-        let bareLoad = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: nil, changes: 5_000_000,
+        env.dropSlot()
+        try BenchTable.create(conninfo: env.databaseURL, rows: rows)  // a new table: no trigger
+        env.log("throughput: the ceiling, no Freshet and no trigger, \(connections) writer connections, \(duration)s")
+        let ceiling = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: nil, changes: 5_000_000,
+                                    duration: duration, rows: rows).run()
+        var bareLoad = ceiling
+        var bareReceived = ceiling.committed
+        if !env.replication {
+            try env.installTriggers()
+            env.log("throughput: bare LISTEN with the triggers, \(connections) writer connections, \(duration)s")
+            let bare = try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
+            bareLoad = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: nil, changes: 5_000_000,
                                      duration: duration, rows: rows).run()
-        bare.finish(expecting: bareLoad.committed, timeout: 60)
-        let bareReceived = bare.received.load(ordering: .relaxed)
+            bare.finish(expecting: bareLoad.committed, timeout: 60)
+            bareReceived = bare.received.load(ordering: .relaxed)
+        }
 
         try env.flushRedis()
         let freshet = try env.startFreshet()
-        defer { freshet.stop() }
+        defer { env.stop(freshet) }
         let capacity = bareLoad.committed * 2 + 10_000
         let subs = try SSESubscribers(port: freshet.port, count: subscribers, expectedChanges: capacity, topic: BenchEnvironment.topic)
         defer { subs.close() }
@@ -99,6 +134,8 @@ enum Scenarios {
         for table in subs.receipts { delivered += table.filled }
         let coreShare = cpu / elapsed
         return [
+            "ceiling_writes_per_s": ceiling.changesPerSecond,
+            "ratio_to_ceiling": load.changesPerSecond / ceiling.changesPerSecond,
             "bare_writes_per_s": bareLoad.changesPerSecond,
             "bare_listener_missed": Double(bareLoad.committed - bareReceived),
             "writes_per_s": load.changesPerSecond,
@@ -118,14 +155,15 @@ enum Scenarios {
     /// One transaction updating `rows` rows: the bare listener's time to see every notification, Redis's own UNLINK
     /// rate, then Freshet: commit → every key gone and every event written.
     static func bulk(_ env: BenchEnvironment, rows: Int) throws -> RunFigures {
+        env.dropSlot()
         try BenchTable.create(conninfo: env.databaseURL, rows: rows)
-        try env.installTriggers()
-        env.log("bulk: bare LISTEN ceiling, one UPDATE of \(rows) rows")
-        let bare = try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
+        if !env.replication { try env.installTriggers() }
+        env.log("bulk: \(env.replication ? "the UPDATE alone, no trigger" : "bare LISTEN ceiling"), one UPDATE of \(rows) rows")
+        let bare = env.replication ? nil : try BareListener(conninfo: env.databaseURL, channel: BenchEnvironment.channel)
         let bareTimes = try WriteLoad.bulk(conninfo: env.databaseURL, rows: rows)
-        bare.finish(expecting: rows, timeout: 120)
-        let bareLast = bare.lastAt.load(ordering: .relaxed)
-        let bareReceived = bare.received.load(ordering: .relaxed)
+        bare?.finish(expecting: rows, timeout: 120)
+        let bareLast = bare?.lastAt.load(ordering: .relaxed) ?? bareTimes.committed
+        let bareReceived = bare?.received.load(ordering: .relaxed) ?? rows
 
         try env.flushRedis()
         env.log("bulk: Redis ceiling, pipelined UNLINK of \(rows) keys")
@@ -134,7 +172,7 @@ enum Scenarios {
         try BenchTable.create(conninfo: env.databaseURL, rows: rows)
         try env.flushRedis()
         let freshet = try env.startFreshet()
-        defer { freshet.stop() }
+        defer { env.stop(freshet) }
         try RedisCeiling.setKeys(env.redis, count: rows)
         let watcher = try KeyWatcher(endpoint: env.redis, keys: rows)
         let subs = try SSESubscribers(port: freshet.port, count: 1, expectedChanges: rows, topic: BenchEnvironment.topic)
@@ -178,10 +216,11 @@ enum Scenarios {
     /// row whose Redis key exists: commit → key gone and commit → each subscriber's receipt.
     static func delivery(_ env: BenchEnvironment, subscribers: Int, rate: Double, duration: Double, connections: Int) throws -> RunFigures {
         let changes = Int(rate * duration)
+        env.dropSlot()
         try BenchTable.create(conninfo: env.databaseURL, rows: changes)
         try env.flushRedis()
         let freshet = try env.startFreshet()
-        defer { freshet.stop() }
+        defer { env.stop(freshet) }
         let idleRSS = freshet.rssMB
         try RedisCeiling.setKeys(env.redis, count: changes)
         let watcher = try KeyWatcher(endpoint: env.redis, keys: changes)

@@ -7,15 +7,16 @@ import Testing
 /// build under the whole test suite's load); `freshet-bench` on a release build measures them.
 @Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"))
 struct BenchToolTests {
-    @Test func aQuickLatencyRunDeliversEveryChangeOnceAndPrintsJSON() async throws {
+    @Test(arguments: ["notify", "replication"])
+    func aQuickLatencyRunDeliversEveryChangeOnceAndPrintsJSON(source: String) async throws {
         try await TestServers.withDatabase { url in
             // Its own Redis database: the bench flushes the one it is given.
             let redis = try TestServers.require().redis
-            let benchRedis = String(redis[..<(redis.lastIndex(of: "/") ?? redis.endIndex)]) + "/9"
+            let benchRedis = String(redis[..<(redis.lastIndex(of: "/") ?? redis.endIndex)]) + (source == "notify" ? "/9" : "/10")
             let run = try await CLIProcess.run(
                 // Readers at normal priority: the whole suite runs alongside, and this checks delivery, not latency.
                 ["--quick", "--runs", "1", "--scenarios", "latency", "--json", "--reader-nice", "0",
-                 "--freshet", CLIProcess.binary.path, "--database-url", url, "--redis-url", benchRedis],
+                 "--freshet", CLIProcess.binary.path, "--database-url", url, "--redis-url", benchRedis, "--source", source],
                 executable: CLIProcess.benchBinary, timeout: 180
             )
             #expect(run.status == 0 || run.status == 3, "exit \(run.status): \(run.stderr.suffix(2000))")  // 3: a target not met

@@ -42,7 +42,8 @@ final class SSEClient: @unchecked Sendable {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
         guard TestServers.connectLoopback(fd, port: port) else {
-            close(fd)
+            // Not closed here: the object is fully initialized, so deinit runs and closes it. Closing twice would
+            // close whatever socket another thread got that number for in between (seen: libpq's, mid-connect).
             throw TestFailure("cannot connect to 127.0.0.1:\(port)")
         }
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAccept: text/event-stream\r\n"
