@@ -46,6 +46,8 @@ public final class FreshetApplication: Sendable {
     let group: ServiceGroup
     let logger: Logger
     let boundPortBox = BoundPort()
+    /// Every HTTP connection still open when the services stopped is closed then.
+    let connections: OpenConnections
 
     /// The HTTP port once the server listens (useful with `http.listen: 127.0.0.1:0`).
     public var boundPort: Int? { boundPortBox.value }
@@ -55,6 +57,8 @@ public final class FreshetApplication: Sendable {
     public init(config: FreshetConfig, options: RunOptions = .init(), logger: Logger) throws(ConfigError) {
         self.config = config
         self.logger = logger
+        let connections = OpenConnections()
+        self.connections = connections
         let endpoint: RedisEndpoint
         do {
             endpoint = try RedisEndpoint(parsing: config.redis.url)
@@ -123,7 +127,7 @@ public final class FreshetApplication: Sendable {
         let boundPort = self.boundPortBox
         let http = Application(
             router: router,
-            server: Routes.server,
+            server: Routes.server(connections: connections),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
             onServerRunning: { channel in boundPort.set(channel.localAddress?.port) },
             logger: logger
@@ -153,6 +157,7 @@ public final class FreshetApplication: Sendable {
     /// Runs until SIGTERM/SIGINT or `shutdown()` (graceful: flush Redis for at most `shutdown_timeout`), or until a
     /// service fails: a `ConfigError` when a table or column does not exist.
     public func run() async throws {
+        defer { connections.closeAll() }
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {

@@ -1,5 +1,6 @@
 import HTTPTypes
 import NIOCore
+import Synchronization
 import NIOHTTPTypes
 
 /// Writes an SSE subscriber's events straight onto its connection, on the connection's event loop, and closes a
@@ -22,6 +23,11 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The connection's event loop; set when the handler is added, before any subscriber is attached.
     nonisolated(unsafe) private(set) var eventLoop: (any EventLoop)?
+    private let connections: OpenConnections?
+
+    init(connections: OpenConnections? = nil) {
+        self.connections = connections
+    }
     // Everything below is touched on the event loop only.
     private var context: ChannelHandlerContext?
     private var streaming = false
@@ -33,9 +39,11 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         eventLoop = context.eventLoop
+        connections?.add(context.channel)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        connections?.remove(context.channel)
         self.context = nil
         active = false
     }
@@ -121,3 +129,27 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 // Confined to its channel's event loop; the hub only calls `writeEvent` and `writeFinal` through that loop.
 extension EventStreamHandler: @unchecked Sendable {}
+
+/// The HTTP connections a Freshet has open, so that none outlives it: after shutdown every one still open is closed
+/// (a connection whose request was still in flight when the server's shutdown was cut short would otherwise stay open
+/// on the shared event loops, and its client would never see the stream end).
+package final class OpenConnections: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    package init() {}
+
+    func add(_ channel: any Channel) { channels.withLock { $0[ObjectIdentifier(channel)] = channel } }
+    func remove(_ channel: any Channel) { _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+
+    /// The connections open now.
+    package var count: Int { channels.withLock { $0.count } }
+
+    /// Closes every connection still open.
+    package func closeAll() {
+        let open = channels.withLock { channels in
+            defer { channels.removeAll() }
+            return Array(channels.values)
+        }
+        for channel in open { channel.close(promise: nil) }
+    }
+}

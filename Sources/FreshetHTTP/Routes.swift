@@ -120,9 +120,10 @@ package enum Routes {
         }
     }
 
-    /// The HTTP/1 server with Freshet's channel handlers (see `EventStreamHandler`).
-    package static var server: HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [EventStreamHandler()]))
+    /// The HTTP/1 server with Freshet's channel handlers (see `EventStreamHandler`), its connections kept in
+    /// `connections`.
+    package static func server(connections: OpenConnections) -> HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [EventStreamHandler(connections: connections)]))
     }
 
     /// `GET /metrics`: Prometheus text format.

@@ -266,6 +266,27 @@ struct ReplicationTests {
         }
     }
 
+    /// Creating a slot waits for the transactions open at that moment: `/readyz` says so until they end.
+    @Test func readyWaitsForTheSlotBehindAnOpenTransaction() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text)") }
+            let open = try await offThePool { () throws -> PGConnection in
+                let connection = try PGConnection.connect(url)
+                try connection.execute("BEGIN; INSERT INTO users VALUES (1, 'held')")  // an xid, held open
+                return connection
+            }
+            let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables, postgres: Self.source(slot))
+            let task = Task { try await fixture.app.run() }
+            try await eventually("/readyz says it waits for the slot") {
+                fixture.app.notReadyReasons.contains { $0.contains("creating replication slot") }
+            }
+            try await offThePool { try open.execute("COMMIT") }
+            try await eventually("ready once the transaction ended") { fixture.app.notReadyReasons.isEmpty }
+            await fixture.app.shutdown()
+            _ = try? await task.value
+        }
+    }
+
     /// Freshet stopped, 1,000 writes, Freshet started again: every changed key invalidated, an untouched key kept, no
     /// resync, and a subscriber resuming with the last id it saw gets exactly the missed events.
     @Test func aRestartLosesNothingAndFlushesNothing() async throws {
@@ -379,6 +400,11 @@ struct ReplicationSlotTests {
             _ = try await sql("INSERT INTO other SELECT generate_series(1, 1000)")
             let after = LSN(parsing: try await sql("SELECT pg_current_wal_lsn()::text")[0][0]!)!
             try await eventually("the idle slot's confirmed position passes \(after)") { try await slotRow().confirmed >= after }
+            try await eventually("the slot's metrics") {
+                let text = try await httpGet(port: f.port, path: "/metrics").body
+                return promSample(text, "freshet_replication_confirmed_lsn") > 0 && text.contains("freshet_replication_retained_bytes")
+                    && text.contains("freshet_replication_lag_bytes")
+            }
 
             // 2. Redis away for four wal_sender_timeouts: the same walsender streams on (status updates kept flowing).
             let walsender = try await slotRow().active
