@@ -57,7 +57,7 @@ package enum OneShotCommands {
         settings.temporary = true
         let reader = ReplicationReader(settings: settings, hooks: ReplicationHooks(
             streaming: { _, _, _ in }, disconnected: { _ in },
-            transaction: { transaction, tick in
+            transaction: { transaction, _, tick in
                 for job in planner.jobs(for: transaction, tick: tick) {
                     guard let event = job.event else { continue }
                     var object = event.json

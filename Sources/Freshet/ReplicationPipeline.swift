@@ -137,11 +137,17 @@ final class ReplicationPipeline: Service {
                 readiness.update { $0.listening = false }
                 metrics.listenConnected(false)
             },
-            transaction: { [self] transaction, tick in
-                let jobs = planner.jobs(for: transaction, tick: tick)
+            transaction: { [self] piece, handedEarlier, tick in
+                var jobs = planner.jobs(for: piece, tick: tick)
+                let lastEvent = jobs.last { $0.event != nil }?.event?.id
+                if piece.final && (handedEarlier || !jobs.isEmpty) {
+                    // The transaction's confirmation rides on its last job (an empty one when the last piece has none).
+                    if jobs.isEmpty { jobs.append(RedisJob(operations: [], event: nil)) }
+                    jobs[jobs.count - 1].confirms = .transaction(piece.commit)
+                }
                 guard !jobs.isEmpty else { return (false, nil) }
                 writer.submit(jobs)
-                return (true, jobs.last { $0.event != nil }?.event?.id)
+                return (true, lastEvent)
             },
             canTakeMore: { [self] in writer.pending < config.redis.maxPending },
             applied: { [positions] in positions.applied },

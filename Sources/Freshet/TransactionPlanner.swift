@@ -5,7 +5,7 @@ import Logging
 
 /// Turns a committed transaction of the replication source into Redis jobs, on the reader's thread: skips updates
 /// that change only `ignore_columns`, reads back rows with unchanged TOASTed values the rules need, plans, and gives
-/// each event its durable id `LSN-N`. The last job carries the transaction's confirmation.
+/// each event its durable id `LSN-N`.
 struct TransactionPlanner: Sendable {
     let catalog: TableCatalog
     let queries: PostgresQueryConnection
@@ -35,11 +35,10 @@ struct TransactionPlanner: Sendable {
             } else {
                 plan = Planner.plan(change, table: table)
             }
-            plan.event.id = EventID(epoch: transaction.commit, sequence: UInt64(index + 1))
+            plan.event.id = EventID(epoch: transaction.commit, sequence: UInt64(transaction.firstIndex + index))
             metrics.changes(table: table.name, op: change.op, count: 1)
             jobs.append(RedisJob(operations: plan.operations, event: plan.event))
         }
-        if !jobs.isEmpty { jobs[jobs.count - 1].confirms = .transaction(transaction.commit) }
         return jobs
     }
 

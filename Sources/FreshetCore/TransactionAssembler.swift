@@ -1,9 +1,21 @@
-/// One committed transaction from the replication stream, as Freshet's changes.
+/// Changes of one committed transaction from the replication stream: the whole transaction, or one piece of a large
+/// one (the stream sends only committed transactions, so a piece can be acted on before the commit message).
 public struct CommittedTransaction: Sendable, Equatable {
     /// The commit LSN: with a change's 1-based index, its event id (`LSN-N`).
     public var commit: UInt64
     /// The changes in order: rows as JSON values as `to_jsonb` gives them.
     public var changes: [Change]
+    /// The index (1-based) of the first change in the transaction.
+    public var firstIndex: Int = 1
+    /// The transaction's last piece (its commit message arrived).
+    public var final: Bool = true
+
+    public init(commit: UInt64, changes: [Change], firstIndex: Int = 1, final: Bool = true) {
+        self.commit = commit
+        self.changes = changes
+        self.firstIndex = firstIndex
+        self.final = final
+    }
 }
 
 /// Turns pgoutput messages into committed transactions of `Change`s, keeping the relation cache (`R` messages).
@@ -18,14 +30,22 @@ public struct TransactionAssembler: Sendable {
     private var changes: [Change] = []
     private var at = ""
     private var open = false
+    private var commitLSN: UInt64 = 0
+    private var nextIndex = 1
+    /// Changes per piece of a large transaction: memory stays bounded whatever its size.
+    public static let pieceSize = 1000
 
     public init() {}
 
-    /// What a message did: nothing to report yet, a transaction began, or one committed.
+    /// The commit LSN of the transaction being received (from its begin message).
+    public var currentCommit: UInt64 { commitLSN }
+
+    /// What a message did: nothing to report yet, a transaction began, or changes to act on (a piece of a large
+    /// transaction, or the rest of one at its commit: `final`).
     public enum Step: Sendable, Equatable {
         case none
         case began
-        case committed(CommittedTransaction)
+        case changes(CommittedTransaction)
     }
 
     /// Why a message could not be used.
@@ -35,16 +55,18 @@ public struct TransactionAssembler: Sendable {
 
     public mutating func feed(_ message: PgOutputMessage) throws(Failure) -> Step {
         switch message {
-        case .begin(_, let commitTime, _):
+        case .begin(let finalLSN, let commitTime, _):
             changes.removeAll(keepingCapacity: true)
             at = Self.timestamp(postgresMicroseconds: commitTime)
             open = true
+            commitLSN = finalLSN.value
+            nextIndex = 1
             return .began
-        case .commit(_, let commitLSN, _, _):
-            let transaction = CommittedTransaction(commit: commitLSN.value, changes: changes)
+        case .commit:
+            let transaction = CommittedTransaction(commit: commitLSN, changes: changes, firstIndex: nextIndex, final: true)
             changes.removeAll(keepingCapacity: true)
             open = false
-            return .committed(transaction)
+            return .changes(transaction)
         case .relation(let relation):
             relations[relation.id] = relation
         case .insert(let id, let new):
@@ -72,6 +94,12 @@ public struct TransactionAssembler: Sendable {
             }
         case .origin, .type, .message:
             break
+        }
+        if changes.count >= Self.pieceSize {
+            let piece = CommittedTransaction(commit: commitLSN, changes: changes, firstIndex: nextIndex, final: false)
+            nextIndex += changes.count
+            changes.removeAll(keepingCapacity: true)
+            return .changes(piece)
         }
         return .none
     }

@@ -13,10 +13,12 @@ package struct ReplicationHooks: Sendable {
     package var streaming: @Sendable (_ gap: String?, _ confirmed: UInt64, _ server: UInt64) -> Void
     /// The stream stopped (it reconnects by itself).
     package var disconnected: @Sendable (_ reason: String) -> Void
-    /// A committed transaction, in commit order. Returns whether it handed work to the Redis writer and the id of
-    /// its last event. `tick` is to be called now and then during long work (read-backs): it keeps status updates
-    /// flowing so that the walsender does not time out.
-    package var transaction: @Sendable (CommittedTransaction, _ tick: () -> Void) -> (handedOver: Bool, lastEvent: EventID?)
+    /// Changes of a committed transaction, in commit order: a piece of a large one, or the rest at its commit
+    /// (`final`). `handedEarlier`: earlier pieces handed work to the writer (the final piece must then carry the
+    /// transaction's confirmation even without changes of its own). Returns whether it handed work to the Redis
+    /// writer and the id of its last event. `tick` is to be called now and then during long work (read-backs): it
+    /// keeps status updates flowing so that the walsender does not time out.
+    package var transaction: @Sendable (CommittedTransaction, _ handedEarlier: Bool, _ tick: () -> Void) -> (handedOver: Bool, lastEvent: EventID?)
     /// Whether the writer takes more now; while false the reader stops reading (status updates go on).
     package var canTakeMore: @Sendable () -> Bool
     /// The newest commit LSN whose work Redis applied (in order).
@@ -35,7 +37,7 @@ package struct ReplicationHooks: Sendable {
 
     package init(
         streaming: @escaping @Sendable (String?, UInt64, UInt64) -> Void, disconnected: @escaping @Sendable (String) -> Void,
-        transaction: @escaping @Sendable (CommittedTransaction, () -> Void) -> (handedOver: Bool, lastEvent: EventID?),
+        transaction: @escaping @Sendable (CommittedTransaction, Bool, () -> Void) -> (handedOver: Bool, lastEvent: EventID?),
         canTakeMore: @escaping @Sendable () -> Bool,
         applied: @escaping @Sendable () -> UInt64, storePosition: @escaping @Sendable (UInt64, EventID?) -> Void,
         stored: @escaping @Sendable () -> UInt64, notReady: @escaping @Sendable (String?) -> Void,
@@ -291,6 +293,8 @@ package final class ReplicationReader: @unchecked Sendable {
     ) -> (String, Bool) {
         var status = StatusState()
         var progressed = false
+        /// The transaction being received: whether its pieces handed work over, and its last event.
+        var current: (handed: Bool, lastEvent: EventID?) = (false, nil)
         var lastCheck = ContinuousClock.now - .seconds(3600)
         var retainedWarned = false
         /// Confirms what Redis applied (once stored) and sends a status update when one is due.
@@ -333,18 +337,25 @@ package final class ReplicationReader: @unchecked Sendable {
                                 status.received = max(status.received, end.value)
                                 switch try assembler.feed(try PgOutputMessage.decode(data)) {
                                 case .none: break
-                                case .began: tracker.begin()
-                                case .committed(let transaction):
-                                    if transaction.commit <= handedThrough {
-                                        tracker.skipped()  // sent again after a reconnect: already with the writer
-                                    } else {
-                                        var failure: PostgresError?
-                                        let result = hooks.transaction(transaction) {
-                                            do throws(PostgresError) { try confirmAndReport() } catch { failure = failure ?? error }
-                                        }
-                                        if let failure { throw failure }
-                                        handedThrough = transaction.commit
-                                        tracker.commit(transaction.commit, lastEvent: result.lastEvent, hasCommands: result.handedOver)
+                                case .began:
+                                    tracker.begin()
+                                    current = (false, nil)
+                                case .changes(let piece):
+                                    if piece.commit <= handedThrough {
+                                        // Sent again after a reconnect: already with the writer.
+                                        if piece.final { tracker.skipped() }
+                                        break
+                                    }
+                                    var failure: PostgresError?
+                                    let result = hooks.transaction(piece, current.handed) {
+                                        do throws(PostgresError) { try confirmAndReport() } catch { failure = failure ?? error }
+                                    }
+                                    if let failure { throw failure }
+                                    current.handed = current.handed || result.handedOver
+                                    current.lastEvent = result.lastEvent ?? current.lastEvent
+                                    if piece.final {
+                                        handedThrough = piece.commit
+                                        tracker.commit(piece.commit, lastEvent: current.lastEvent, hasCommands: current.handed)
                                     }
                                 }
                             }

@@ -18,7 +18,7 @@ struct TransactionAssemblerTests {
         var assembler = TransactionAssembler()
         var committed: CommittedTransaction?
         for message in messages {
-            if case .committed(let t) = try assembler.feed(message) { committed = t }
+            if case .changes(let t) = try assembler.feed(message), t.final { committed = t }
         }
         return committed
     }
@@ -57,6 +57,21 @@ struct TransactionAssemblerTests {
             .commit(flags: 0, commitLSN: LSN(1), endLSN: LSN(2), commitTime: 0),
         ]))
         #expect(keyOnly.changes[0].partial && keyOnly.changes[0].new?["bio"] == nil)
+    }
+
+    @Test func aLargeTransactionComesInPiecesWithRunningIndexes() throws {
+        var assembler = TransactionAssembler()
+        _ = try assembler.feed(.begin(finalLSN: LSN(900), commitTime: 0, xid: 1))
+        _ = try assembler.feed(.relation(Self.users))
+        var pieces: [CommittedTransaction] = []
+        for i in 0..<2500 {
+            if case .changes(let piece) = try assembler.feed(.insert(relation: 16384, new: [text("\(i)"), .null, .null])) { pieces.append(piece) }
+        }
+        if case .changes(let last) = try assembler.feed(.commit(flags: 0, commitLSN: LSN(900), endLSN: LSN(950), commitTime: 0)) { pieces.append(last) }
+        #expect(pieces.map(\.changes.count) == [1000, 1000, 500])
+        #expect(pieces.map(\.firstIndex) == [1, 1001, 2001])
+        #expect(pieces.map(\.final) == [false, false, true])
+        #expect(pieces.allSatisfy { $0.commit == 900 })
     }
 
     @Test func aChangeBeforeItsRelationIsAnError() {
