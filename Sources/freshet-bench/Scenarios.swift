@@ -57,6 +57,10 @@ struct BenchEnvironment {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: freshet)
         process.arguments = ["triggers", "install", "--config", path]
+        var environment = ProcessInfo.processInfo.environment  // the config's URLs, not the caller's
+        environment.removeValue(forKey: "DATABASE_URL")
+        environment.removeValue(forKey: "REDIS_URL")
+        process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
