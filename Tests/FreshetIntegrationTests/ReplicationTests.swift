@@ -43,14 +43,8 @@ struct ReplicationTests {
         "  source: replication\n  replication: {slot: \(slot), publication: \(slot)}"
     }
 
-    static let tables = """
-          - name: users
-            redis:
-              - key: "{prefix}:user:{id}"
-              - key: "{prefix}:name:{id}"
-                action: set
-                columns: [name]
-        """
+    /// `user:N` deleted, `name:N` rewritten: the same tables as the refusal tests.
+    static let tables = RedisRefusalTests.tables
 
     func keys(_ f: FreshetFixture) throws -> RedisConnection { try TestRedis().connection }
 
