@@ -281,6 +281,23 @@ struct ReplicationTests {
         }
     }
 
+    /// A slot holding back more WAL than `max_retained` makes `/readyz` say so.
+    @Test func aSlotRetainingTooMuchWALIsNotReady() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text)") }
+            let fixture = try FreshetFixture(
+                databaseURL: url, tablesYAML: Self.tables,
+                postgres: "  source: replication\n  replication: {slot: \(slot), publication: \(slot), max_retained: 1}"
+            )
+            let task = Task { try await fixture.app.run() }
+            try await eventually("/readyz names the retained WAL") {
+                fixture.app.notReadyReasons.contains { $0.contains("retains") && $0.contains("max_retained") }
+            }
+            await fixture.app.shutdown()
+            _ = try? await task.value
+        }
+    }
+
     /// Freshet stopped, 1,000 writes, Freshet started again: every changed key invalidated, an untouched key kept, no
     /// resync, and a subscriber resuming with the last id it saw gets exactly the missed events.
     @Test func aRestartLosesNothingAndFlushesNothing() async throws {
