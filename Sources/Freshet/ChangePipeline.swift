@@ -92,7 +92,15 @@ final class ChangePipeline: Service {
     /// Queues a gap repair behind everything already queued: flush every key template's pattern (unless
     /// `on_gap: none`), then a resync to every subscriber. `/readyz` says 503 until it is done.
     private func repair(_ catalog: TableCatalog, cause: String) async {
-        let operations = config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
+        Self.submitRepair(catalog, cause: cause, config: config, writer: writer, readiness: readiness)
+    }
+
+    /// Queues a gap repair (either source): flush every key template's pattern unless `on_gap: none`, then a resync;
+    /// `/readyz` holds until the publisher sees it done.
+    static func submitRepair(
+        _ catalog: TableCatalog, cause: String, config: FreshetConfig, writer: RedisWriter, readiness: ReadinessState
+    ) {
+        let operations = config.onGap == .flush ? repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
         readiness.update { $0.repairsPending += 1 }
         writer.submit(RedisJob(operations: operations, event: nil, repairCause: cause))
     }

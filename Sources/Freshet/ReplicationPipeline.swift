@@ -128,9 +128,7 @@ final class ReplicationPipeline: Service {
                     if gap == "slot_created" && marker != nil { gap = "slot_lost" }
                     metrics.gapRecorded(cause: gap)
                     logger.warning("changes before the replication slot was made cannot be replayed; repairing", metadata: ["gap": "\(gap)"])
-                    let operations = config.onGap == .flush ? ChangePipeline.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
-                    readiness.update { $0.repairsPending += 1 }
-                    writer.submit(RedisJob(operations: operations, event: nil, repairCause: gap))
+                    ChangePipeline.submitRepair(catalog, cause: gap, config: config, writer: writer, readiness: readiness)
                 }
             },
             disconnected: { [self] _ in

@@ -18,6 +18,9 @@ struct TransactionPlanner: Sendable {
     func jobs(for transaction: CommittedTransaction, tick: () -> Void = {}) -> [RedisJob] {
         var jobs: [RedisJob] = []
         jobs.reserveCapacity(transaction.changes.count)
+        // Counted once per table and op per piece: a counter lookup per change would cost on the hot path.
+        var counts: [ChangeCount: Int] = [:]
+        defer { for (key, count) in counts { metrics.changes(table: key.table, op: key.op, count: count) } }
         for (index, change) in transaction.changes.enumerated() {
             if index % 100 == 99 { tick() }
             guard let table = catalog.table(schema: change.schema, name: change.table) else {
@@ -36,7 +39,7 @@ struct TransactionPlanner: Sendable {
                 plan = Planner.plan(change, table: table)
             }
             plan.event.id = EventID(epoch: transaction.commit, sequence: UInt64(transaction.firstIndex + index))
-            metrics.changes(table: table.name, op: change.op, count: 1)
+            counts[ChangeCount(table: table.name, op: change.op), default: 0] += 1
             jobs.append(RedisJob(operations: plan.operations, event: plan.event))
         }
         return jobs
@@ -64,4 +67,10 @@ struct TransactionPlanner: Sendable {
             return nil
         }
     }
+}
+
+/// A `freshet_changes_total` label set.
+private struct ChangeCount: Hashable {
+    var table: String
+    var op: ChangeOp
 }
