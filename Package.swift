@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // C libraries, wrapped as system modules.
@@ -32,8 +33,8 @@ let package = Package(
         ),
         .systemLibrary(
             name: "CHiredis",
-            pkgConfig: "hiredis",
-            providers: [.apt(["libhiredis-dev"])]
+            pkgConfig: "hiredict",
+            providers: [.apt(["libhiredict-dev"])]
         ),
 
         // Pure logic: no I/O.
@@ -62,6 +63,7 @@ let package = Package(
             name: "FreshetRedis",
             dependencies: [
                 "CHiredis",
+                .product(name: "DequeModule", package: "swift-collections"),
                 "FreshetCore",
                 "FreshetSystem",
                 .product(name: "Logging", package: "swift-log"),

@@ -59,11 +59,11 @@ public final class FreshetApplication: Sendable {
         self.logger = logger
         let connections = OpenConnections()
         self.connections = connections
-        let endpoint: RedisEndpoint
+        let redis: RedisAccess
         do {
-            endpoint = try RedisEndpoint(parsing: config.redis.url)
+            redis = try RedisAccess(config.redis)
         } catch {
-            throw ConfigError(problems: [ConfigProblem(field: "redis.url", message: error.description)])
+            throw ConfigError(problems: [ConfigProblem(field: error.field, message: error.message)])
         }
         var authenticator: Authenticator?
         if let auth = config.http.auth {
@@ -91,8 +91,9 @@ public final class FreshetApplication: Sendable {
         var onApplied: (@Sendable (JobConfirmation) -> Void)?
         if replication { onApplied = { positions.record($0) } }
         writer = RedisWriter(
-            endpoint: endpoint, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
-            maxOutage: config.redis.maxOutage, shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics,
+            topology: redis.topology, tls: redis.tls, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
+            maxOutage: config.redis.maxOutage, replayAfterFailover: config.redis.replayAfterFailover,
+            shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics,
             durable: replication, onApplied: onApplied
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
@@ -101,7 +102,7 @@ public final class FreshetApplication: Sendable {
         if replication {
             readiness.update { $0.replication = true }
             pipeline = ReplicationPipeline(
-                config: config, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger,
+                config: config, redis: redis, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger,
                 metrics: metrics, stats: stats, positions: positions
             )
         } else {

@@ -125,14 +125,17 @@ package enum OneShotCommands {
             ok = false
             lines.append("FAIL  PostgreSQL \(Redaction.connectionString(config.postgres.url)): \(error.message)")
         }
+        let redisName = RedisAccess.describe(config.redis)
         do {
-            let endpoint = try RedisEndpoint(parsing: config.redis.url)
-            let connection = try RedisConnection.connect(endpoint, timeout: config.redis.timeout)
-            let reply = try connection.command(["PING"])
-            lines.append("ok    Redis \(Redaction.connectionString(config.redis.url)) (\(reply.text ?? "answered"))")
+            let target = try RedisAccess(config.redis).target(logger: Logger(label: "freshet.check"))
+            try target.check()
+            lines.append("ok    Redis \(redisName) (\(target.nodeCount) master\(target.nodeCount == 1 ? "" : "s") answered PING)")
+        } catch let problem as RedisAccess.Problem {
+            ok = false
+            lines.append("FAIL  Redis \(problem.field): \(problem.message)")
         } catch {
             ok = false
-            lines.append("FAIL  Redis \(Redaction.connectionString(config.redis.url)): \(error)")
+            lines.append("FAIL  Redis \(redisName): \(error)")
         }
         return (lines, ok)
     }

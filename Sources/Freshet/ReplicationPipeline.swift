@@ -27,11 +27,14 @@ final class ReplicationPipeline: Service {
     let stats: PipelineStats
     let positions: ReplicationPositions
 
+    let redis: RedisAccess
+
     init(
-        config: FreshetConfig, writer: RedisWriter, hub: EventHub, queries: PostgresQueryConnection,
+        config: FreshetConfig, redis: RedisAccess, writer: RedisWriter, hub: EventHub, queries: PostgresQueryConnection,
         readiness: ReadinessState, logger: Logger, metrics: FreshetMetrics, stats: PipelineStats, positions: ReplicationPositions
     ) {
         self.config = config
+        self.redis = redis
         self.writer = writer
         self.hub = hub
         self.queries = queries
@@ -100,12 +103,12 @@ final class ReplicationPipeline: Service {
     /// The position and event id stored with the last confirmation, read once at start (nil when Redis is away: then
     /// only resumes at or after the slot's confirmed position are complete).
     private func readStoredPosition() async -> StoredPosition? {
-        let url = config.redis.url
         let key = positionKey
-        let timeout = config.redis.timeout
+        let redis = redis
+        let logger = logger
         return await withCheckedContinuation { done in
             Thread.detachNewThread {
-                let text = try? RedisConnection.connect(RedisEndpoint(parsing: url), timeout: timeout).command(["GET", key]).text
+                let text = try? redis.target(logger: logger).command(["GET", key], key: key).text
                 done.resume(returning: text.flatMap(StoredPosition.init(parsing:)))
             }
         }

@@ -172,10 +172,54 @@ struct ConfigReader {
         }
 
         // redis
-        let rd = mapping(top["redis"], "redis", allowed: ["url", "timeout", "max_pending", "max_outage"]) ?? [:]
+        let rd = mapping(
+            top["redis"], "redis",
+            allowed: ["url", "cluster", "sentinel", "tls", "timeout", "max_pending", "max_outage", "replay_after_failover"]
+        ) ?? [:]
         var redis = RedisSettings()
         if let url = string(rd["url"], "redis.url") { redis.url = url }
-        if let url = environment["REDIS_URL"], !url.isEmpty { redis.url = url }
+        if let nodes = stringList(rd["cluster"], "redis.cluster") {
+            if nodes.isEmpty { problem("redis.cluster", rd["cluster"], "list at least one seed node (redis://host:port)") }
+            redis.cluster = nodes
+        }
+        if let sm = mapping(rd["sentinel"], "redis.sentinel", allowed: ["nodes", "master", "username", "password", "database"]) {
+            let nodes = stringList(sm["nodes"], "redis.sentinel.nodes") ?? []
+            if nodes.isEmpty { problem("redis.sentinel.nodes", sm["nodes"] ?? rd["sentinel"], "list at least one sentinel (redis://host:26379)") }
+            let master = string(sm["master"], "redis.sentinel.master") ?? ""
+            if master.isEmpty { problem("redis.sentinel.master", sm["master"] ?? rd["sentinel"], "name the master the sentinels watch") }
+            var sentinel = RedisSentinelSettings(nodes: nodes, master: master)
+            sentinel.username = string(sm["username"], "redis.sentinel.username")
+            sentinel.password = string(sm["password"], "redis.sentinel.password")
+            if let node = sm["database"] {
+                if let db = node.int, db >= 0, node.scalar?.style == .plain { sentinel.database = db } else {
+                    problem("redis.sentinel.database", node, "expected a database number (0 or more)")
+                }
+            }
+            redis.sentinel = sentinel
+        }
+        let topologies = ["url", "cluster", "sentinel"].filter { rd[$0] != nil }
+        if topologies.count > 1 {
+            problem("redis", top["redis"], "give exactly one of url, cluster and sentinel (found \(topologies.joined(separator: ", ")))")
+        }
+        if let tm = mapping(rd["tls"], "redis.tls", allowed: ["ca", "cert", "key", "server_name", "insecure_skip_verify"]) {
+            redis.tls.ca = string(tm["ca"], "redis.tls.ca")
+            redis.tls.cert = string(tm["cert"], "redis.tls.cert")
+            redis.tls.key = string(tm["key"], "redis.tls.key")
+            redis.tls.serverName = string(tm["server_name"], "redis.tls.server_name")
+            redis.tls.insecureSkipVerify = bool(tm["insecure_skip_verify"], "redis.tls.insecure_skip_verify") ?? false
+            if redis.tls.key != nil && redis.tls.cert == nil {
+                problem("redis.tls.key", tm["key"], "a client key needs its certificate (redis.tls.cert)")
+            }
+        }
+        if let url = environment["REDIS_URL"], !url.isEmpty {
+            if redis.cluster != nil || redis.sentinel != nil {
+                problem("redis", top["redis"], "REDIS_URL is set but the file configures redis.\(redis.cluster != nil ? "cluster" : "sentinel"); unset one of them")
+            }
+            redis.url = url
+        }
+        if let v = number(rd["replay_after_failover"], "redis.replay_after_failover", unit: "seconds", allowZero: true) {
+            redis.replayAfterFailover = v
+        }
         if let v = number(rd["timeout"], "redis.timeout", unit: "seconds") { redis.timeout = v }
         if let v = integer(rd["max_pending"], "redis.max_pending", unit: "operations") { redis.maxPending = v }
         if let v = number(rd["max_outage"], "redis.max_outage", unit: "seconds") { redis.maxOutage = v }

@@ -76,23 +76,86 @@ public struct ReplicationSettings: Sendable, Equatable {
     }
 }
 
-/// `redis:` — the cache Freshet invalidates.
+/// `redis:` — the cache Freshet invalidates: one server (`url`), a Redis Cluster (`cluster`), or the master that
+/// Redis Sentinel names (`sentinel`); exactly one of them.
 public struct RedisSettings: Sendable, Equatable {
-    /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock?db=N`. Env `REDIS_URL` overrides it.
+    /// `redis[s]://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock?db=N`. Env `REDIS_URL` overrides it.
     public var url: String
+    /// Seed nodes of a Redis Cluster (`redis[s]://[[user]:password@]host:port`); the rest is discovered.
+    public var cluster: [String]?
+    /// The sentinels and the master name they watch.
+    public var sentinel: RedisSentinelSettings?
+    /// TLS for `rediss://` URLs (standalone, cluster and sentinel nodes).
+    public var tls: RedisTLSSettings
     /// Connect and command timeout, seconds. Default 2.
     public var timeout: Double
     /// Operations allowed to wait for Redis; past this the queue is dropped and a gap recorded. Default 100,000.
     public var maxPending: Int
     /// How long Redis may be away before the waiting operations are dropped and a gap recorded. Default 30 s.
     public var maxOutage: Double
+    /// After a master changes (a Sentinel or Cluster failover), the operations of this many seconds of events are
+    /// applied again: the old master may have acknowledged writes its replica never received. Default 15 s.
+    public var replayAfterFailover: Double
 
-    public init(url: String = "redis://127.0.0.1:6379/0", timeout: Double = 2, maxPending: Int = 100_000, maxOutage: Double = 30) {
+    public init(
+        url: String = "redis://127.0.0.1:6379/0", cluster: [String]? = nil, sentinel: RedisSentinelSettings? = nil,
+        tls: RedisTLSSettings = .init(), timeout: Double = 2, maxPending: Int = 100_000, maxOutage: Double = 30,
+        replayAfterFailover: Double = 15
+    ) {
         self.url = url
+        self.cluster = cluster
+        self.sentinel = sentinel
+        self.tls = tls
         self.timeout = timeout
         self.maxPending = maxPending
         self.maxOutage = maxOutage
+        self.replayAfterFailover = replayAfterFailover
     }
+}
+
+/// `redis.sentinel:` — where the sentinels are and which master to ask them for.
+public struct RedisSentinelSettings: Sendable, Equatable {
+    /// `redis[s]://[[user]:password@]host:port` of each sentinel (the credentials are the sentinels' own).
+    public var nodes: [String]
+    /// The master's name in the sentinels' configuration.
+    public var master: String
+    /// ACL user and password of the master (and its replicas), when they need one.
+    public var username: String?
+    public var password: String?
+    /// The database to select on the master. Default 0.
+    public var database: Int
+
+    public init(nodes: [String], master: String, username: String? = nil, password: String? = nil, database: Int = 0) {
+        self.nodes = nodes
+        self.master = master
+        self.username = username
+        self.password = password
+        self.database = database
+    }
+}
+
+/// `redis.tls:` — how `rediss://` connections verify the server and present a client certificate.
+public struct RedisTLSSettings: Sendable, Equatable {
+    /// PEM file of the certificate authorities to trust; default: the system's trust store.
+    public var ca: String?
+    /// PEM client certificate (and `key`, its private key), for servers that require one.
+    public var cert: String?
+    public var key: String?
+    /// The name to verify in the server's certificate (and send as SNI); default: the host Freshet connects to.
+    public var serverName: String?
+    /// Accept any certificate. For tests only: anyone on the path can then read and change the traffic.
+    public var insecureSkipVerify: Bool
+
+    public init(ca: String? = nil, cert: String? = nil, key: String? = nil, serverName: String? = nil, insecureSkipVerify: Bool = false) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.serverName = serverName
+        self.insecureSkipVerify = insecureSkipVerify
+    }
+
+    /// Whether anything was configured.
+    public var isConfigured: Bool { self != RedisTLSSettings() }
 }
 
 /// `http:` — the SSE, health and metrics endpoint.

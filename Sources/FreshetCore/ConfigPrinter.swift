@@ -16,7 +16,28 @@ public enum ConfigPrinter {
         lines.append("    manage: \(config.postgres.replication.manage)")
         lines.append("    max_retained: \(config.postgres.replication.maxRetained)")
         lines.append("redis:")
-        lines.append("  url: \(q(Redaction.connectionString(config.redis.url)))")
+        if let nodes = config.redis.cluster {
+            lines.append("  cluster: " + list(nodes.map(Redaction.connectionString)))
+        } else if let sentinel = config.redis.sentinel {
+            lines.append("  sentinel:")
+            lines.append("    nodes: " + list(sentinel.nodes.map(Redaction.connectionString)))
+            lines.append("    master: \(q(sentinel.master))")
+            if let user = sentinel.username { lines.append("    username: \(q(user))") }
+            if sentinel.password != nil { lines.append("    password: \(q(Redaction.mask))") }
+            lines.append("    database: \(sentinel.database)")
+        } else {
+            lines.append("  url: \(q(Redaction.connectionString(config.redis.url)))")
+        }
+        if config.redis.tls.isConfigured {
+            let tls = config.redis.tls
+            lines.append("  tls:")
+            if let v = tls.ca { lines.append("    ca: \(q(v))") }
+            if let v = tls.cert { lines.append("    cert: \(q(v))") }
+            if let v = tls.key { lines.append("    key: \(q(v))") }
+            if let v = tls.serverName { lines.append("    server_name: \(q(v))") }
+            lines.append("    insecure_skip_verify: \(tls.insecureSkipVerify)")
+        }
+        lines.append("  replay_after_failover: \(n(config.redis.replayAfterFailover))")
         lines.append("  timeout: \(n(config.redis.timeout))")
         lines.append("  max_pending: \(config.redis.maxPending)")
         lines.append("  max_outage: \(n(config.redis.maxOutage))")

@@ -14,11 +14,7 @@ public enum ConfigValidator {
         if channel.isEmpty || channel.utf8.count > 63 {
             problems.append(.init(field: "postgres.channel", message: "must be 1 to 63 bytes long (a PostgreSQL identifier)"))
         }
-        do {
-            _ = try RedisEndpoint(parsing: config.redis.url)
-        } catch {
-            problems.append(.init(field: "redis.url", message: "\(error)"))
-        }
+        problems += RedisTopology.problems(config.redis)
         if ListenAddress(parsing: config.http.listen) == nil {
             problems.append(.init(field: "http.listen", message: "\"\(config.http.listen)\" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080)"))
         }

@@ -11,6 +11,8 @@ public struct RedisEndpoint: Sendable, Equatable {
     public var username: String?
     public var password: String?
     public var database: Int
+    /// `rediss://`: the connection uses TLS (`redis.tls`).
+    public var tls: Bool
 
     /// Why a Redis URL was refused.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -18,18 +20,19 @@ public struct RedisEndpoint: Sendable, Equatable {
         public var description: String { reason }
     }
 
-    public init(address: Address, username: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(address: Address, username: String? = nil, password: String? = nil, database: Int = 0, tls: Bool = false) {
         self.address = address
+        self.tls = tls
         self.username = username
         self.password = password
         self.database = database
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock?db=N[&password=P]`, with
+    /// Parses `redis[s]://[[user]:password@]host[:port][/db]` or `unix:///path/redis.sock?db=N[&password=P]`, with
     /// `ConnectionURL` (the parser redaction uses too). Percent-escapes in the user and password are decoded.
     public init(parsing url: String) throws(ParseError) {
         guard let parts = ConnectionURL(parsing: url) else {
-            throw ParseError(reason: "expected redis://host[:port][/db] or unix:///path/redis.sock")
+            throw ParseError(reason: "expected redis://host[:port][/db], rediss://host[:port][/db] or unix:///path/redis.sock")
         }
         var username = parts.user.map(ConnectionURL.decoded)
         var password = parts.password.map(ConnectionURL.decoded)
@@ -52,7 +55,7 @@ public struct RedisEndpoint: Sendable, Equatable {
                 }
             }
             self.init(address: .unix(path: parts.location), username: username, password: password, database: db)
-        case "redis":
+        case "redis", "rediss":
             let (hostPort, pathPart) = Substring(parts.location).splitOnce("/")
             var host = String(hostPort)
             var port = 6379
@@ -78,11 +81,9 @@ public struct RedisEndpoint: Sendable, Equatable {
                 guard let n = Int(dbText), n >= 0 else { throw ParseError(reason: "database \"\(dbText)\" is not a number") }
                 db = n
             }
-            self.init(address: .tcp(host: host, port: port), username: username, password: password, database: db)
-        case "rediss":
-            throw ParseError(reason: "rediss:// (TLS) is not supported yet: hiredis 0.14 has no TLS")
+            self.init(address: .tcp(host: host, port: port), username: username, password: password, database: db, tls: parts.scheme == "rediss")
         default:
-            throw ParseError(reason: "expected redis://host[:port][/db] or unix:///path/redis.sock, not \(parts.scheme)://")
+            throw ParseError(reason: "expected redis://host[:port][/db], rediss://host[:port][/db] or unix:///path/redis.sock, not \(parts.scheme)://")
         }
     }
 }

@@ -2,33 +2,39 @@ import CHiredis
 import FreshetCore
 import Glibc
 
-/// Owns one hiredis connection (`redisContext*`) and frees it exactly once.
+/// Owns one hiredict connection (`redictContext*`), plain or TLS, and frees it exactly once.
 ///
 /// Not thread-safe: every call blocks, and one thread alone uses an instance (the writer's thread). Commands go through
-/// `redisAppendCommandArgv`, byte-safe, so no key or value is ever read as a format string.
+/// `redictAppendCommandArgv`, byte-safe, so no key or value is ever read as a format string.
 package final class RedisConnection: @unchecked Sendable {
-    private let context: UnsafeMutablePointer<redisContext>
+    private let context: UnsafeMutablePointer<redictContext>
 
-    private init(context: UnsafeMutablePointer<redisContext>) { self.context = context }
+    private init(context: UnsafeMutablePointer<redictContext>) { self.context = context }
 
-    deinit { redisFree(context) }
+    deinit { redictFree(context) }
 
-    /// Connects with `timeout` seconds for connecting and for each command, enables TCP keepalive, then AUTH and
-    /// SELECT as the endpoint says.
-    package static func connect(_ endpoint: RedisEndpoint, timeout: Double) throws(RedisError) -> RedisConnection {
+    /// Connects with `timeout` seconds for connecting and for each command, enables TCP keepalive, starts TLS for a
+    /// `rediss://` endpoint (with `tls`), then AUTH and SELECT as the endpoint says.
+    package static func connect(_ endpoint: RedisEndpoint, tls: RedisTLSContext? = nil, timeout: Double) throws(RedisError) -> RedisConnection {
         let tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
-        let raw: UnsafeMutablePointer<redisContext>?
+        let raw: UnsafeMutablePointer<redictContext>?
         switch endpoint.address {
-        case .tcp(let host, let port): raw = redisConnectWithTimeout(host, Int32(port), tv)
-        case .unix(let path): raw = redisConnectUnixWithTimeout(path, tv)
+        case .tcp(let host, let port): raw = redictConnectWithTimeout(host, Int32(port), tv)
+        case .unix(let path): raw = redictConnectUnixWithTimeout(path, tv)
         }
         guard let raw else { throw RedisError(code: .connectionFailed, message: "out of memory") }
         let connection = RedisConnection(context: raw)
         guard raw.pointee.err == 0 else {
             throw RedisError(code: .connectionFailed, message: connection.errorText)
         }
-        _ = redisSetTimeout(raw, tv)
-        if case .tcp = endpoint.address { _ = redisEnableKeepAlive(raw) }
+        _ = redictSetTimeout(raw, tv)
+        if case .tcp(let host, _) = endpoint.address {
+            _ = redictEnableKeepAlive(raw)
+            if endpoint.tls {
+                guard let tls else { throw RedisError(code: .connectionFailed, message: "rediss:// needs TLS settings") }
+                try tls.start(on: raw, host: host)
+            }
+        }
         do {
             if let password = endpoint.password {
                 let args = endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
@@ -67,37 +73,46 @@ package final class RedisConnection: @unchecked Sendable {
             var argv = pointers
             return argv.withUnsafeMutableBufferPointer { argvBuffer in
                 lengths.withUnsafeBufferPointer { lengthBuffer in
-                    redisAppendCommandArgv(context, Int32(buffers.count), argvBuffer.baseAddress, lengthBuffer.baseAddress)
+                    redictAppendCommandArgv(context, Int32(buffers.count), argvBuffer.baseAddress, lengthBuffer.baseAddress)
                 }
             }
         }
-        guard status == REDIS_OK else { throw RedisError(code: .connectionLost, message: errorText) }
+        guard status == REDICT_OK else { throw RedisError(code: .connectionLost, message: errorText) }
+    }
+
+    /// Writes the queued commands to the socket now (so that several servers can work on their pipelines at once
+    /// before the first reply is read).
+    package func flush() throws(RedisError) {
+        var done: Int32 = 0
+        repeat {
+            guard redictBufferWrite(context, &done) == REDICT_OK else { throw RedisError(code: .connectionLost, message: errorText) }
+        } while done == 0
     }
 
     /// Flushes queued commands if needed and reads the next reply.
     package func reply() throws(RedisError) -> RedisReply {
         var raw: UnsafeMutableRawPointer?
-        guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
+        guard redictGetReply(context, &raw) == REDICT_OK, let raw else {
             let text = errorText
             throw RedisError(code: .connectionLost, message: text.isEmpty ? "no reply" : text)
         }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        let reply = raw.assumingMemoryBound(to: redictReply.self)
         defer { freeReplyObject(raw) }
         return Self.convert(reply)
     }
 
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    private static func convert(_ reply: UnsafeMutablePointer<redictReply>) -> RedisReply {
         let r = reply.pointee
         func bytes() -> [UInt8] {
             guard let str = r.str else { return [] }
             return Array(UnsafeRawBufferPointer(start: str, count: Int(r.len)))
         }
         switch r.type {
-        case REDIS_REPLY_STATUS: return .status(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_ERROR: return .error(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_INTEGER: return .integer(r.integer)
-        case REDIS_REPLY_STRING: return .string(bytes())
-        case REDIS_REPLY_ARRAY:
+        case REDICT_REPLY_STATUS: return .status(String(decoding: bytes(), as: UTF8.self))
+        case REDICT_REPLY_ERROR: return .error(String(decoding: bytes(), as: UTF8.self))
+        case REDICT_REPLY_INTEGER: return .integer(r.integer)
+        case REDICT_REPLY_STRING: return .string(bytes())
+        case REDICT_REPLY_ARRAY:
             var items: [RedisReply] = []
             for i in 0..<Int(r.elements) {
                 if let element = r.element[i] { items.append(convert(element)) }

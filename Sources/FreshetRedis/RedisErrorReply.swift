@@ -21,9 +21,10 @@ package struct RedisErrorReply: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The first words of "not now" replies: the server is a replica (a failover moved the master), loading its
-    /// data set, cut off from its master, failing to persist, running a script, or a cluster slot is moving.
+    /// data set, cut off from its master, failing to persist, running a script, or a cluster slot is moving (a
+    /// redirection that still did not settle after the cluster client's retries).
     package static let notNowWords: Set<String> = [
-        "READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
+        "READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MOVED", "ASK",
     ]
 
     /// Whether the reply means the server cannot take writes now (an outage), rather than a refusal of one command.

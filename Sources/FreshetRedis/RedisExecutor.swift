@@ -1,7 +1,8 @@
 import Foundation
 import FreshetCore
 
-/// Runs a batch's steps on one connection and checks every reply (on the writer's thread).
+/// Runs a batch's steps on a target (one server, Sentinel's master, or a cluster) and checks every reply (on the
+/// writer's thread).
 ///
 /// - A "not now" reply (`READONLY`, `LOADING`, …) stops the batch: it is retried whole once Redis takes writes again
 ///   (UNLINK and SET of a row's latest state are idempotent, so what went through is safe to send again).
@@ -30,16 +31,13 @@ struct RedisExecutor {
         var unrepaired: RedisErrorReply?
     }
 
-    /// Keys per SCAN step and per UNLINK in a pattern flush.
-    static let scanCount = 1000
-
-    func run(_ steps: [RedisBatch.Step], on connection: RedisConnection) throws(RedisError) -> Result {
+    func run(_ steps: [RedisBatch.Step], on connection: RedisTarget) throws(RedisError) -> Result {
         var result = Result()
         for step in steps {
             switch step {
             case .pipeline(let operations):
                 var fallback: [String] = []
-                let replies = try pipeline(operations.map { $0.arguments! }, on: connection)
+                let replies = try pipeline(operations.map { RedisCommand(key: $0.key, arguments: $0.arguments!) }, on: connection)
                 var counts = Counts()
                 for (operation, reply) in zip(operations, replies) {
                     guard let error = reply else {
@@ -56,7 +54,7 @@ struct RedisExecutor {
                 if !fallback.isEmpty {
                     // A refused SET: delete the key instead, so the old value is not left in the cache.
                     var fallbackCounts = Counts()
-                    for (key, reply) in zip(fallback, try pipeline(fallback.map { ["UNLINK", $0] }, on: connection)) {
+                    for (key, reply) in zip(fallback, try pipeline(fallback.map { RedisCommand(key: $0, arguments: ["UNLINK", $0]) }, on: connection)) {
                         guard let error = reply else {
                             fallbackCounts.ok("delete")
                             continue
@@ -70,7 +68,7 @@ struct RedisExecutor {
                 }
             case .flush(let pattern):
                 do {
-                    let deleted = try Self.unlinkMatching(pattern, on: connection)
+                    let deleted = try connection.unlinkMatching(pattern)
                     result.keysFlushed += deleted
                     observer?.commandsCompleted(action: "flush", ok: 1, failed: 0)
                     observer?.keysFlushed(deleted)
@@ -91,41 +89,9 @@ struct RedisExecutor {
         if reply.isNotNow && result.notNow == nil { result.notNow = reply }
     }
 
-    /// Sends the commands in one round trip; each reply is nil (success) or the error reply.
-    private func pipeline(_ commands: [[String]], on connection: RedisConnection) throws(RedisError) -> [RedisErrorReply?] {
-        for command in commands { try connection.append(command) }
-        var replies: [RedisErrorReply?] = []
-        replies.reserveCapacity(commands.count)
-        for _ in commands {
-            if case .error(let text) = try connection.reply() { replies.append(RedisErrorReply(text)) } else { replies.append(nil) }
-        }
-        return replies
-    }
-
-    /// SCAN + UNLINK every key matching `pattern`; returns how many were deleted. Never uses KEYS, and pauses briefly
-    /// between full batches so that Redis stays responsive to the application. An error reply to SCAN or UNLINK is
-    /// thrown (`commandFailed` with the reply): the flush is not done.
-    static func unlinkMatching(_ pattern: String, on connection: RedisConnection) throws(RedisError) -> Int {
-        var cursor = "0"
-        var deleted = 0
-        repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", pattern, "COUNT", String(scanCount)])
-            if case .error(let text) = reply { throw RedisError.refused("SCAN", RedisErrorReply(text)) }
-            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text, case .array(let keys) = parts[1] else {
-                throw RedisError(code: .connectionLost, message: "unexpected SCAN reply")
-            }
-            cursor = next
-            let names = keys.compactMap(\.text)
-            if !names.isEmpty {
-                switch try connection.command(["UNLINK"] + names) {
-                case .integer(let n): deleted += Int(n)
-                case .error(let text): throw RedisError.refused("UNLINK", RedisErrorReply(text))
-                default: break
-                }
-                if names.count >= scanCount / 2 { Thread.sleep(forTimeInterval: 0.001) }
-            }
-        } while cursor != "0"
-        return deleted
+    /// Sends the commands pipelined; each reply is nil (success) or the error reply.
+    private func pipeline(_ commands: [RedisCommand], on target: RedisTarget) throws(RedisError) -> [RedisErrorReply?] {
+        try target.pipeline(commands).map { reply in reply.errorText.map(RedisErrorReply.init) }
     }
 }
 

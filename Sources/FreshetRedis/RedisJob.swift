@@ -53,4 +53,17 @@ package protocol RedisWriterObserver: Sendable {
     func operationsDropped(_ count: Int)
     /// Items a full buffer dropped (`completions`: events the publisher could not take; a resync follows).
     func bufferDropped(_ buffer: String, count: Int)
+    /// A Redis Cluster node redirected a command or asked for a retry: `moved`, `ask`, `tryagain`, `clusterdown`,
+    /// `loading`.
+    func redirected(kind: String)
+    /// The masters in use (a cluster's masters; 1 for one server or Sentinel's master).
+    func nodesChanged(_ count: Int)
+    /// A master changed (a failover); `replayed` operations were applied again.
+    func failoverReplayed(operations: Int)
+}
+
+extension RedisWriterObserver {
+    package func redirected(kind: String) {}
+    package func nodesChanged(_ count: Int) {}
+    package func failoverReplayed(operations: Int) {}
 }

@@ -4,7 +4,8 @@ import FreshetSystem
 import Logging
 import ServiceLifecycle
 
-/// Applies change jobs to Redis, in order, many commands per round trip, on one connection owned by one thread.
+/// Applies change jobs to Redis, in order, many commands per round trip, on connections owned by one thread: one
+/// server, the master Redis Sentinel names, or a Redis Cluster's masters (`RedisTarget`).
 ///
 /// The parts: `RedisJobQueue` (submissions, never waiting; the `max_pending` bound), `RedisWriterState` (the outage
 /// and refusal rules, a value), `RedisExecutor` (runs a batch and checks every reply), and this thread loop that
@@ -17,8 +18,11 @@ package final class RedisWriter: Service, @unchecked Sendable {
     /// Completions in the order of the jobs, a batch at a time (a pipelined round trip's jobs together).
     package let completions: AsyncStream<[RedisCompletion]>
     private let completionSink: AsyncStream<[RedisCompletion]>.Continuation
-    private let endpoint: RedisEndpoint
+    private let topology: RedisTopology
+    private let tls: RedisTLSContext?
     private let timeout: Double
+    /// Seconds of applied operations re-applied after a master changes (`redis.replay_after_failover`).
+    private let replayWindow: Double
     private let maxOutage: Double
     private let shutdownTimeout: Double
     private let logger: Logger
@@ -39,19 +43,37 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
     /// Operations per pipelined round trip.
     static let batchLimit = 2048
+    /// Applied operations kept for a failover replay; past it the replay would be incomplete and a flush is done.
+    private let historyLimit: Int
     /// Seconds between PINGs while idle.
     static let idlePing = 2.0
     /// Completion batches waiting for the publisher before the oldest are dropped (and subscribers told to resync).
     package static let defaultCompletionBuffer = 4096
 
-    package init(
+    package convenience init(
         endpoint: RedisEndpoint, timeout: Double, maxPending: Int, maxOutage: Double = 30, shutdownTimeout: Double,
+        logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer,
+        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil
+    ) {
+        self.init(
+            topology: .standalone(endpoint), tls: nil, timeout: timeout, maxPending: maxPending, maxOutage: maxOutage,
+            shutdownTimeout: shutdownTimeout, logger: logger, observer: observer, completionBuffer: completionBuffer,
+            durable: durable, onApplied: onApplied
+        )
+    }
+
+    package init(
+        topology: RedisTopology, tls: RedisTLSContext?, timeout: Double, maxPending: Int, maxOutage: Double = 30,
+        replayAfterFailover: Double = 15, shutdownTimeout: Double,
         logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer,
         durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil
     ) {
         self.durable = durable
         self.onApplied = onApplied
-        self.endpoint = endpoint
+        self.topology = topology
+        self.tls = tls
+        self.replayWindow = replayAfterFailover
+        self.historyLimit = max(maxPending == Int.max ? 100_000 : maxPending, 10_000)
         self.timeout = timeout
         self.maxOutage = maxOutage
         self.shutdownTimeout = shutdownTimeout
@@ -120,8 +142,12 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
     /// Everything the thread owns; only the thread touches it.
     private struct ThreadState {
-        var connection: RedisConnection?
+        let target: RedisTarget
+        /// The last attempt reached Redis.
+        var connected = false
         var state: RedisWriterState
+        /// What was applied in the last `replayWindow` seconds, for a failover replay.
+        var history: ReplayHistory
         var backlog: [Pending] = []
         var backlogOperations = 0
         var outbox: [RedisCompletion] = []
@@ -146,15 +172,19 @@ package final class RedisWriter: Service, @unchecked Sendable {
     }
 
     private func loop() {
-        var t = ThreadState(state: RedisWriterState(timeout: timeout, maxOutage: durable ? .infinity : maxOutage))
+        var t = ThreadState(
+            target: makeRedisTarget(topology, tls: tls, timeout: timeout, logger: logger, observer: observer),
+            state: RedisWriterState(timeout: timeout, maxOutage: durable ? .infinity : maxOutage),
+            history: ReplayHistory(window: replayWindow, limit: historyLimit)
+        )
         // Connect at once, so readiness is known without waiting for work.
         ping(&t)
         while true {
             deliver(&t)
             let taken = queue.take(
-                limit: t.connection == nil ? Int.max : Self.batchLimit,  // all while away: their events may be released
+                limit: !t.connected ? Int.max : Self.batchLimit,  // all while away: their events may be released
                 wait: t.backlog.isEmpty && t.state.gapCause == nil,
-                idle: t.connection == nil ? 0.25 : Self.idlePing
+                idle: !t.connected ? 0.25 : Self.idlePing
             )
             for job in taken.jobs {
                 t.backlog.append(Pending(job: job))
@@ -168,16 +198,21 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
             if t.backlog.isEmpty && t.state.gapCause == nil {
                 if taken.stopping { break }
-                if t.connection == nil || ContinuousClock.now - t.lastActivity >= .seconds(Self.idlePing) { ping(&t) }
+                if !t.connected || ContinuousClock.now - t.lastActivity >= .seconds(Self.idlePing) { ping(&t) }
+                if t.connected && t.target.masterChange != nil, let fault = replay(&t) {
+                    _ = fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline)
+                }
                 continue
             }
 
-            // A connection (connected is not answering: a hung Redis still accepts connections).
-            if t.connection == nil {
+            // Redis answers (connected is not answering: a hung Redis still accepts connections).
+            if !t.connected {
                 do {
-                    t.connection = try RedisConnection.connect(endpoint, timeout: timeout)
+                    try t.target.check()
+                    t.connected = true
                 } catch {
-                    if fail(&t, .unreachable(error.message), stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
+                    let fault: RedisWriterState.Fault = error.reply.map { .notNow($0) } ?? .unreachable(error.message)
+                    if fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
@@ -259,8 +294,9 @@ package final class RedisWriter: Service, @unchecked Sendable {
     /// After a failed attempt: the outage rules, then back off. Returns false when the thread must end (shutting
     /// down past the deadline).
     private func fail(_ t: inout ThreadState, _ fault: RedisWriterState.Fault, stopping: Bool, pastDeadline: Bool) -> Bool {
-        if case .notNow = fault { t.connection = nil }  // a failover may have moved the master behind this address
-        if case .unreachable = fault { t.connection = nil }
+        if case .notNow = fault { t.target.reset() }  // a failover may have moved the master behind this address
+        if case .unreachable = fault { t.target.reset() }
+        t.connected = false
         let decision = t.state.failed(fault, now: .now, hasBacklog: !t.backlog.isEmpty, stopping: stopping, pastDeadline: pastDeadline)
         publish(t.state)
         if decision.stop {
@@ -290,6 +326,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
     }
 
     private func succeeded(_ t: inout ThreadState) {
+        t.connected = true
         t.lastActivity = .now
         if t.state.succeeded() {
             logger.info("Redis takes writes again; waiting operations applied")
@@ -305,7 +342,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
         let executor = RedisExecutor(observer: observer)
         let result: RedisExecutor.Result
         do {
-            result = try executor.run(patterns.map { .flush(pattern: $0) }, on: t.connection!)
+            result = try executor.run(patterns.map { .flush(pattern: $0) }, on: t.target)
         } catch {
             return .unreachable(error.message)
         }
@@ -333,10 +370,11 @@ package final class RedisWriter: Service, @unchecked Sendable {
                 operations += t.backlog[count].job.operations.count
                 count += 1
             }
+            if t.target.masterChange != nil, let fault = replay(&t) { return fault }
             let steps = RedisBatch.steps(for: t.backlog[0..<count].map(\.job))
             let result: RedisExecutor.Result
             do {
-                result = try executor.run(steps, on: t.connection!)
+                result = try executor.run(steps, on: t.target)
             } catch {
                 if t.state.outageSince == nil {
                     logger.error("Redis connection lost; the batch will be retried", metadata: ["error": "\(error.message)"])
@@ -345,6 +383,10 @@ package final class RedisWriter: Service, @unchecked Sendable {
             }
             logRefusals(result.refusals, in: &t)
             if let reply = result.notNow { return .notNow(reply) }  // nothing reported: the batch is retried whole
+            // The master changed while this batch ran: replay what came before it, then run it again (in that order,
+            // so that no older operation lands after a newer one on the same key).
+            if t.target.masterChange != nil { continue }
+            t.history.record(t.backlog[0..<count].flatMap(\.job.operations), now: .now)
             let refused = result.unrepaired != nil
             for i in 0..<count {
                 t.report(i, acknowledged: !refused, keys: result.keysFlushed)
@@ -387,25 +429,51 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
     private func ping(_ t: inout ThreadState) {
         do throws(RedisError) {
-            let live: RedisConnection
-            if let existing = t.connection { live = existing } else { live = try RedisConnection.connect(endpoint, timeout: timeout) }
-            let reply = try live.command(["PING"])
-            if case .error(let text) = reply {
-                // A server that refuses PING (LOADING, NOAUTH after a restart, …) is not writable either.
-                t.connection = nil
-                _ = t.state.failed(.notNow(RedisErrorReply(text)), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
-            } else {
-                t.connection = live
-                if t.state.succeeded() { logger.info("Redis answers again") }
-            }
+            try t.target.check()
+            t.connected = true
+            if t.state.succeeded() { logger.info("Redis answers again") }
         } catch {
-            if t.state.fault == nil { logger.warning("Redis does not answer PING", metadata: ["error": "\(error.message)"]) }
-            t.connection = nil
-            _ = t.state.failed(.unreachable(error.message), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+            t.connected = false
+            t.target.reset()
+            if let reply = error.reply {
+                // A server that refuses PING (LOADING, NOAUTH after a restart, …) is not writable either.
+                _ = t.state.failed(.notNow(reply), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+            } else {
+                if t.state.fault == nil { logger.warning("Redis does not answer PING", metadata: ["error": "\(error.message)"]) }
+                _ = t.state.failed(.unreachable(error.message), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+            }
         }
         t.lastActivity = .now
         publish(t.state)
         observer?.connectionChanged(connected: t.state.fault == nil)
+    }
+
+    /// A master changed (failover): applies the operations of the last `replayWindow` seconds again, in their order,
+    /// before anything newer. When the history does not cover the window (more than `historyLimit` operations), a
+    /// `redis_failover` gap is opened instead (every template pattern is flushed). Returns the fault when Redis
+    /// could not take the replay (the change stays pending).
+    private func replay(_ t: inout ThreadState) -> RedisWriterState.Fault? {
+        guard let change = t.target.masterChange else { return nil }
+        if !t.history.complete(now: .now) {
+            t.target.masterChange = nil
+            openGap(&t, cause: "redis_failover", detail: "the master changed (\(change)) and more than \(historyLimit) operations were applied in the last \(replayWindow) s", operations: 0)
+            return nil
+        }
+        let operations = t.history.operations(now: .now)
+        let executor = RedisExecutor(observer: observer)
+        do {
+            let result = try executor.run(RedisBatch.steps(for: [RedisJob(operations: operations, event: nil)]), on: t.target)
+            if let reply = result.notNow { return .notNow(reply) }
+        } catch {
+            return error.reply.map { .notNow($0) } ?? .unreachable(error.message)
+        }
+        if t.target.masterChange != change { return nil }  // changed again during the replay: replay again
+        t.target.masterChange = nil
+        observer?.failoverReplayed(operations: operations.count)
+        logger.warning("Redis master changed; recent operations applied again", metadata: [
+            "change": "\(change)", "operations": "\(operations.count)", "window_seconds": "\(replayWindow)",
+        ])
+        return nil
     }
 
     private func publish(_ state: RedisWriterState) {

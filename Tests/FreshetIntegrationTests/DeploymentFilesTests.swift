@@ -47,15 +47,17 @@ import Yams
         let dockerfile = try read("Dockerfile")
         let servers = try read("scripts/lib/servers.sh")
         let line = try #require(servers.split(separator: "\n").first { $0.hasPrefix("FRESHET_APT_PACKAGES=") })
-        let scriptPackages = Set(line.split(separator: "\"")[1].split(separator: " ").map(String.init))
-        // Build stage: the -dev packages and pkg-config the scripts install.
-        for package in ["libpq-dev", "libhiredis-dev", "pkg-config"] {
+        let backports = try #require(servers.split(separator: "\n").first { $0.hasPrefix("FRESHET_BACKPORTS_PACKAGES=") })
+        let scriptPackages = Set((line.split(separator: "\"")[1] + " " + backports.split(separator: "\"")[1]).split(separator: " ").map(String.init))
+        // Build stage: the -dev packages and pkg-config the scripts install (hiredict from bookworm-backports).
+        #expect(dockerfile.contains("bookworm-backports"))
+        for package in ["libpq-dev", "libssl-dev", "libhiredict-dev", "pkg-config"] {
             #expect(scriptPackages.contains(package))
             #expect(dockerfile.contains(package), "Dockerfile lacks \(package)")
         }
         // Runtime: the libraries those -dev packages link against, and nothing to build with.
         let runtime = String(dockerfile[dockerfile.range(of: "FROM debian")!.lowerBound...])
-        #expect(runtime.contains("libpq5") && runtime.contains("libhiredis0.14"))
+        #expect(runtime.contains("libpq5") && runtime.contains("libhiredict1.3.1"))
         #expect(!runtime.contains("-dev"))
         #expect(runtime.contains("USER freshet"))
         #expect(runtime.contains("HEALTHCHECK") && runtime.contains("/healthz"))

@@ -3,27 +3,36 @@
 # It exports DATABASE_URL, REDIS_URL, FRESHET_PG_DATA, FRESHET_PG_PORT, FRESHET_REDIS_PORT and defines
 # freshet_stop_servers. No systemd: both servers run as plain processes under DIR.
 
-FRESHET_APT_PACKAGES="postgresql-15 postgresql-client-15 redis-server redis-tools libpq-dev libhiredis-dev pkg-config"
+FRESHET_APT_PACKAGES="postgresql-15 postgresql-client-15 redis-server redis-tools libpq-dev libssl-dev pkg-config openssl"
+# hiredict (the maintained fork of hiredis, with TLS) is in Debian 12's bookworm-backports only.
+FRESHET_BACKPORTS_PACKAGES="libhiredict-dev"
 PG_BIN=/usr/lib/postgresql/15/bin
 
 freshet_log() { printf '%s\n' "[freshet] $*" >&2; }
 
 # Installs the Debian packages the build and the tests need, unless they are already there.
 freshet_install_packages() {
-    local missing=""
+    local missing="" backports=""
     for pkg in $FRESHET_APT_PACKAGES ${FRESHET_EXTRA_PACKAGES:-}; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
     done
-    [ -z "$missing" ] && return 0
-    freshet_log "installing:$missing"
+    for pkg in $FRESHET_BACKPORTS_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || backports="$backports $pkg"
+    done
+    [ -z "$missing" ] && [ -z "$backports" ] && return 0
+    freshet_log "installing:$missing$backports"
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ -n "$backports" ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $sudo tee /etc/apt/sources.list.d/freshet-backports.list >/dev/null
+    fi
     # Keep package scripts from starting services or creating a default cluster.
     $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
     $sudo mkdir -p /etc/postgresql-common/createcluster.d
     echo 'create_main_cluster = false' | $sudo tee /etc/postgresql-common/createcluster.d/freshet.conf >/dev/null
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ -z "$missing" ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ -z "$backports" ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends -t bookworm-backports $backports >/dev/null
     $sudo rm -f /usr/sbin/policy-rc.d
 }
 
