@@ -11,6 +11,7 @@ package final class FreshetMetrics: RedisWriterObserver {
     private let counters = Mutex<[String: Counter]>([:])
     private let pending = Gauge(label: "freshet_redis_pending")
     private let redisConnected = Gauge(label: "freshet_redis_connected")
+    private let redisNodes = Gauge(label: "freshet_redis_nodes")
     private let listenConnectedGauge = Gauge(label: "freshet_listen_connected")
     private let keysFlushedCounter = Counter(label: "freshet_keys_flushed_total")
     private let notifyQueue = Gauge(label: "freshet_postgres_notify_queue_usage")
@@ -59,6 +60,22 @@ package final class FreshetMetrics: RedisWriterObserver {
 
     package func operationsDropped(_ count: Int) {
         counter("freshet_redis_operations_dropped_total", []).increment(by: count)
+    }
+
+    /// A Redis Cluster node redirected a command (`moved`, `ask`) or asked for a retry (`tryagain`, `clusterdown`,
+    /// `loading`).
+    package func redirected(kind: String) {
+        counter("freshet_redis_redirects_total", [("kind", kind)]).increment()
+    }
+
+    package func nodesChanged(_ count: Int) {
+        redisNodes.record(count)
+    }
+
+    /// A master changed (Sentinel or Cluster failover) and the recent operations were applied again.
+    package func failoverReplayed(operations: Int) {
+        counter("freshet_redis_failover_replays_total", []).increment()
+        counter("freshet_redis_failover_replayed_operations_total", []).increment(by: operations)
     }
 
     package func bufferDropped(_ buffer: String, count: Int) {

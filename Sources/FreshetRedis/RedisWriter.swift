@@ -431,6 +431,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
         do throws(RedisError) {
             try t.target.check()
             t.connected = true
+            observer?.nodesChanged(t.target.nodeCount)
             if t.state.succeeded() { logger.info("Redis answers again") }
         } catch {
             t.connected = false

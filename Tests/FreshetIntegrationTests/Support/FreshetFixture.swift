@@ -24,9 +24,10 @@ final class FreshetFixture: @unchecked Sendable {
     init(
         databaseURL: String, prefix: String = TestServers.uniquePrefix(), tablesYAML: String, http: String = "",
         redisURL: String? = nil, redis redisLines: String = "", extraYAML: String = "", install: Bool = true,
-        heartbeat: Double = 1, metrics: Bool = false, postgres postgresLines: String = ""
+        heartbeat: Double = 1, metrics: Bool = false, postgres postgresLines: String = "", redisTopology: String? = nil
     ) throws {
-        let redis = try redisURL ?? TestServers.require().redis
+        // `redisTopology` (e.g. `  cluster: [...]`) replaces the `url:` line.
+        let redisWhere = try redisTopology ?? "  url: \(redisURL ?? TestServers.require().redis)"
         self.databaseURL = databaseURL
         self.prefix = prefix
         let yaml = """
@@ -34,7 +35,7 @@ final class FreshetFixture: @unchecked Sendable {
               url: \(databaseURL)
             \(postgresLines)
             redis:
-              url: \(redis)
+            \(redisWhere)
             \(redisLines)
             http:
               listen: 127.0.0.1:0
@@ -49,6 +50,20 @@ final class FreshetFixture: @unchecked Sendable {
         var logger = Logger(label: "freshet-test")
         logger.logLevel = ProcessInfo.processInfo.environment["FRESHET_TEST_LOG"] == nil ? .critical : .debug
         app = try FreshetApplication(config: config, options: RunOptions(installTriggers: install, metrics: metrics ? TestMetrics.shared : nil, signals: []), logger: logger)
+    }
+
+    /// Starts the app and waits until it serves HTTP, ready or not.
+    func launch() async throws {
+        let app = self.app
+        task = Task {
+            defer { self.finished.withLock { self._stopped = true } }
+            try await app.run()
+        }
+        try await eventually("Freshet serves HTTP") {
+            if stopped { throw TestFailure("Freshet stopped during start") }
+            guard app.boundPort != nil else { return false }
+            return (try? await httpGet(port: port, path: "/healthz"))?.status == 200
+        }
     }
 
     /// Starts the app and waits until `/readyz` would answer 200.
