@@ -130,6 +130,7 @@ let package = Package(
                 "FreshetPostgres",
                 "FreshetRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FreshetCore
+import FreshetRedis
 import FreshetSystem
 
 /// `freshet-bench`: measures a real Freshet against a real PostgreSQL and Redis on this machine, next to the machine's
@@ -40,6 +41,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "How the measured Freshet captures changes: notify (triggers) or replication (a logical slot; needs wal_level=logical).")
     var source: String = "notify"
 
+    @Flag(help: "Start a local Redis Cluster of 3 masters (Debian's redis-server, free loopback ports) and measure against it instead of REDIS_URL.")
+    var redisCluster = false
+
     @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
     var quick = false
 
@@ -47,7 +51,7 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     mutating func run() throws {
-        guard !databaseURL.isEmpty, !redisURL.isEmpty else {
+        guard !databaseURL.isEmpty, !redisURL.isEmpty || redisCluster else {
             throw ValidationError("set DATABASE_URL and REDIS_URL (or --database-url, --redis-url) to scratch servers")
         }
         guard FileManager.default.isExecutableFile(atPath: freshet) else {
@@ -64,16 +68,34 @@ struct BenchCommand: ParsableCommand {
         SSESubscribers.readerNice.store(readerNice, ordering: .relaxed)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let redis: RedisEndpoint
-        do { redis = try RedisEndpoint(parsing: redisURL) } catch { throw ValidationError("--redis-url: \(error)") }
         let quiet = json
+        let log: (String) -> Void = { message in if !quiet { FileHandle.standardError.write(Data("· \(message)\n".utf8)) } }
         guard let captureSource = CaptureSource(rawValue: source) else { throw ValidationError("--source: notify or replication") }
+        let topology: RedisTopology
+        let nodes: [RedisEndpoint]
+        let redisConfig: String
+        var cluster: LocalRedisCluster?
+        if redisCluster {
+            let local = try LocalRedisCluster(directory: directory, log: log)
+            cluster = local
+            topology = .cluster(seeds: local.endpoints)
+            nodes = local.endpoints
+            redisConfig = "  cluster: [" + local.ports.map { "\"redis://127.0.0.1:\($0)\"" }.joined(separator: ", ") + "]"
+        } else {
+            let redis: RedisEndpoint
+            do { redis = try RedisEndpoint(parsing: redisURL) } catch { throw ValidationError("--redis-url: \(error)") }
+            topology = .standalone(redis)
+            nodes = [redis]
+            redisConfig = "  url: \"\(redisURL)\""
+        }
+        defer { cluster?.stop() }
         var env = BenchEnvironment(
-            databaseURL: databaseURL, redis: redis, redisURL: redisURL, freshet: freshet, directory: directory,
-            log: { message in if !quiet { FileHandle.standardError.write(Data("· \(message)\n".utf8)) } }
+            databaseURL: databaseURL, redis: topology, redisNodes: nodes, redisConfig: redisConfig, freshet: freshet,
+            directory: directory, log: log
         )
         env.source = captureSource
-        let machine = MachineInfo.current(fileLimit: fileLimit)
+        var machine = MachineInfo.current(fileLimit: fileLimit)
+        machine.redis = redisCluster ? "Redis Cluster, 3 masters, no replicas (started by the bench)" : "one Redis server"
         if !json { print(machine.banner) }
 
         var report = Report(machine: machine, runs: runs, quick: quick, scenarios: [])

@@ -144,6 +144,8 @@ struct MachineInfo: Codable {
     var kernel: String
     var fileLimit: Int
     var note: String
+    /// What Freshet writes to: one Redis server or a cluster.
+    var redis: String = "one Redis server"
 
     static func current(fileLimit: Int) -> MachineInfo {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -161,7 +163,7 @@ struct MachineInfo: Codable {
     }
 
     var banner: String {
-        "freshet-bench on \(cores) cores (\(cpu)), \(String(format: "%.0f", memoryGB)) GiB, Linux \(kernel), open files \(fileLimit)\n\(note)"
+        "freshet-bench on \(cores) cores (\(cpu)), \(String(format: "%.0f", memoryGB)) GiB, Linux \(kernel), open files \(fileLimit)\n\(note)\nRedis: \(redis)"
     }
 }
 

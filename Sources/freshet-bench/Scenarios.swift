@@ -3,12 +3,17 @@ import FreshetCore
 import FreshetPostgres
 import FreshetRedis
 import Glibc
+import Logging
 
 /// What every scenario needs: where the servers are, which Freshet to start, a scratch directory.
 struct BenchEnvironment {
     var databaseURL: String
-    var redis: RedisEndpoint
-    var redisURL: String
+    /// Where the measured Freshet writes: one server (REDIS_URL) or the local cluster (`--redis-cluster`).
+    var redis: RedisTopology
+    /// The servers to watch and flush: the standalone server, or every master of the cluster.
+    var redisNodes: [RedisEndpoint]
+    /// The `redis:` lines of Freshet's configuration.
+    var redisConfig: String
     var freshet: String
     var directory: String
     var log: (String) -> Void
@@ -29,7 +34,7 @@ struct BenchEnvironment {
           source: \(source.rawValue)
           replication: {slot: \(Self.slot), publication: \(Self.slot)}
         redis:
-          url: "\(redisURL)"
+        \(redisConfig)
         http:
           listen: 127.0.0.1:\(port)
         log:
@@ -87,8 +92,15 @@ struct BenchEnvironment {
     }
 
     func flushRedis() throws {
-        let connection = try RedisConnection.connect(redis, timeout: 10)
-        _ = try connection.command(["FLUSHDB"])
+        for node in redisNodes {
+            let connection = try RedisConnection.connect(node, timeout: 10)
+            _ = try connection.command(["FLUSHDB"])
+        }
+    }
+
+    /// A client for the bench's own reads and writes (routed by slot on a cluster).
+    func redisTarget() -> RedisTarget {
+        makeRedisTarget(redis, tls: nil, timeout: 30, logger: Logger(label: "freshet-bench"))
     }
 }
 
@@ -171,14 +183,14 @@ enum Scenarios {
 
         try env.flushRedis()
         env.log("bulk: Redis ceiling, pipelined UNLINK of \(rows) keys")
-        let unlinkRate = try RedisCeiling.unlinkRate(env.redis, keys: rows)
+        let unlinkRate = try RedisCeiling.unlinkRate(env.redisTarget(), keys: rows)
 
         try BenchTable.create(conninfo: env.databaseURL, rows: rows)
         try env.flushRedis()
         let freshet = try env.startFreshet()
         defer { env.stop(freshet) }
-        try RedisCeiling.setKeys(env.redis, count: rows)
-        let watcher = try KeyWatcher(endpoint: env.redis, keys: rows)
+        try RedisCeiling.setKeys(env.redisTarget(), count: rows)
+        let watcher = try KeyWatcher(endpoints: env.redisNodes, keys: rows)
         let subs = try SSESubscribers(port: freshet.port, count: 1, expectedChanges: rows, topic: BenchEnvironment.topic)
         defer { subs.close() }
         let rssBefore = freshet.rssMB
@@ -226,8 +238,8 @@ enum Scenarios {
         let freshet = try env.startFreshet()
         defer { env.stop(freshet) }
         let idleRSS = freshet.rssMB
-        try RedisCeiling.setKeys(env.redis, count: changes)
-        let watcher = try KeyWatcher(endpoint: env.redis, keys: changes)
+        try RedisCeiling.setKeys(env.redisTarget(), count: changes)
+        let watcher = try KeyWatcher(endpoints: env.redisNodes, keys: changes)
         env.log("delivery: connecting \(subscribers) subscribers")
         let subs = try SSESubscribers(port: freshet.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
         defer { subs.close() }

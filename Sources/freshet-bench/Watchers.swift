@@ -6,32 +6,36 @@ import Glibc
 import Synchronization
 
 /// Watches Redis keyspace notifications (`del` events, which UNLINK raises too) and records when each bench key
-/// `bench:N` disappeared: `gone[N - 1]`. Ends on the sentinel key's deletion.
+/// `bench:N` disappeared: `gone[N - 1]`. One thread per server (every master of a cluster: keyspace notifications are
+/// local to a node); each ends on the sentinel message, published once (cluster PUBLISH reaches every node).
 final class KeyWatcher: @unchecked Sendable {
     static let sentinel = "freshet-bench-end"
     let gone: TimeTable
-    private let endpoint: RedisEndpoint
+    private let endpoints: [RedisEndpoint]
     private let done = DispatchSemaphore(value: 0)
     private let ready = DispatchSemaphore(value: 0)
     private let failure = Mutex<String?>(nil)
 
-    init(endpoint: RedisEndpoint, keys: Int) throws {
-        self.endpoint = endpoint
+    init(endpoints: [RedisEndpoint], keys: Int) throws {
+        self.endpoints = endpoints
         gone = TimeTable(count: keys)
-        let control = try RedisConnection.connect(endpoint, timeout: 5)
-        _ = try control.command(["CONFIG", "SET", "notify-keyspace-events", "Eg"])
-        _ = try control.command(["SET", Self.sentinel, "1"])
-        let thread = Thread { self.watch() }
-        thread.start()
-        ready.wait()
+        for endpoint in endpoints {
+            let control = try RedisConnection.connect(endpoint, timeout: 5)
+            _ = try control.command(["CONFIG", "SET", "notify-keyspace-events", "Eg"])
+            let thread = Thread { self.watch(endpoint) }
+            thread.start()
+        }
+        for _ in endpoints { ready.wait() }
         if let message = failure.withLock({ $0 }) { throw BenchError("key watcher: \(message)") }
     }
 
-    private func watch() {
+    private var channel: String { "__keyevent@\(endpoints[0].database)__:del" }
+
+    private func watch(_ endpoint: RedisEndpoint) {
         defer { done.signal() }
         do {
             let connection = try RedisConnection.connect(endpoint, timeout: 300)
-            _ = try connection.command(["SUBSCRIBE", "__keyevent@\(endpoint.database)__:del"])
+            _ = try connection.command(["SUBSCRIBE", channel])
             ready.signal()
             while true {
                 guard case .array(let parts) = try connection.reply(), parts.count == 3, case .string(let key) = parts[2] else { continue }
@@ -48,7 +52,7 @@ final class KeyWatcher: @unchecked Sendable {
         }
     }
 
-    /// Waits until every key in `0..<count` is gone or `timeout` seconds pass, then stops the watcher.
+    /// Waits until every key in `0..<count` is gone or `timeout` seconds pass, then stops the watchers.
     func finish(expecting count: Int, timeout: Double) throws {
         let deadline = monotonicNanos() + UInt64(timeout * 1e9)
         while monotonicNanos() < deadline {
@@ -57,9 +61,9 @@ final class KeyWatcher: @unchecked Sendable {
             if all { break }
             usleep(1_000)
         }
-        let control = try RedisConnection.connect(endpoint, timeout: 5)
-        _ = try control.command(["DEL", Self.sentinel])
-        done.wait()
+        let control = try RedisConnection.connect(endpoints[0], timeout: 5)
+        _ = try control.command(["PUBLISH", channel, Self.sentinel])
+        for _ in endpoints { done.wait() }
     }
 }
 
@@ -111,31 +115,28 @@ final class BareListener: @unchecked Sendable {
     }
 }
 
-/// Redis's own limit: pipelined UNLINK of `keys` keys, `batch` per round trip, on one connection.
+/// Redis's own limit: pipelined UNLINK of `keys` keys, `batch` per round trip (per node on a cluster: Freshet's own
+/// cluster client writes every node's share before reading any reply).
 enum RedisCeiling {
     /// Sets `bench:1`…`bench:N` (pipelined).
-    static func setKeys(_ endpoint: RedisEndpoint, count: Int, from first: Int = 1) throws {
-        let connection = try RedisConnection.connect(endpoint, timeout: 30)
+    static func setKeys(_ target: RedisTarget, count: Int, from first: Int = 1) throws {
         var i = first
         while i < first + count {
             let end = min(first + count, i + 2048)
-            for n in i..<end { try connection.append(["SET", "bench:\(n)", "cached row \(n)"]) }
-            for _ in i..<end { _ = try connection.reply() }
+            _ = try target.pipeline((i..<end).map { RedisCommand(key: "bench:\($0)", arguments: ["SET", "bench:\($0)", "cached row \($0)"]) })
             i = end
         }
     }
 
     /// UNLINKs per second.
-    static func unlinkRate(_ endpoint: RedisEndpoint, keys: Int, batch: Int = 2048) throws -> Double {
-        try setKeys(endpoint, count: keys)
-        let connection = try RedisConnection.connect(endpoint, timeout: 30)
-        let names = (1...keys).map { "bench:\($0)" }
+    static func unlinkRate(_ target: RedisTarget, keys: Int, batch: Int = 2048) throws -> Double {
+        try setKeys(target, count: keys)
+        let commands = (1...keys).map { RedisCommand(key: "bench:\($0)", arguments: ["UNLINK", "bench:\($0)"]) }
         let start = monotonicNanos()
         var i = 0
         while i < keys {
             let end = min(keys, i + batch)
-            for n in i..<end { try connection.append(["UNLINK", names[n]]) }
-            for _ in i..<end { _ = try connection.reply() }
+            _ = try target.pipeline(Array(commands[i..<end]))
             i = end
         }
         return Double(keys) / (Double(monotonicNanos() - start) / 1e9)
