@@ -294,7 +294,12 @@ package final class RedisWriter: Service, @unchecked Sendable {
     /// After a failed attempt: the outage rules, then back off. Returns false when the thread must end (shutting
     /// down past the deadline).
     private func fail(_ t: inout ThreadState, _ fault: RedisWriterState.Fault, stopping: Bool, pastDeadline: Bool) -> Bool {
-        if case .notNow = fault { t.target.reset() }  // a failover may have moved the master behind this address
+        if case .notNow(let reply) = fault {
+            t.target.reset()  // a failover may have moved the master behind this address
+            // The server Freshet wrote to is a replica now: what it acknowledged before may never have reached the
+            // new master. Replay the recent operations once writes go through again.
+            if reply.word == "READONLY" && t.target.masterChange == nil { t.target.masterChange = "a master turned replica (READONLY)" }
+        }
         if case .unreachable = fault { t.target.reset() }
         t.connected = false
         let decision = t.state.failed(fault, now: .now, hasBacklog: !t.backlog.isEmpty, stopping: stopping, pastDeadline: pastDeadline)
@@ -460,7 +465,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
             openGap(&t, cause: "redis_failover", detail: "the master changed (\(change)) and more than \(historyLimit) operations were applied in the last \(replayWindow) s", operations: 0)
             return nil
         }
-        let operations = t.history.operations(now: .now)
+        let operations = t.history.operations
         let executor = RedisExecutor(observer: observer)
         do {
             let result = try executor.run(RedisBatch.steps(for: [RedisJob(operations: operations, event: nil)]), on: t.target)

@@ -46,11 +46,9 @@ struct ReplayHistory {
         return now - truncatedAt > .seconds(window)
     }
 
-    /// The operations of the last `window` seconds, oldest first.
-    mutating func operations(now: ContinuousClock.Instant) -> [RedisOperation] {
-        trim(now: now)
-        return entries.flatMap(\.operations)
-    }
+    /// The operations of the `window` seconds before the last one recorded, oldest first: the window before a
+    /// failover, however long the outage that followed it lasted.
+    var operations: [RedisOperation] { entries.flatMap(\.operations) }
 
     var operationCount: Int { count }
 }

@@ -27,9 +27,12 @@ struct ReplayHistoryTests {
         let start = ContinuousClock.now
         history.record([.unlink("a"), .unlink("b")], now: start)
         history.record([.set(key: "a", value: "2", ttlMilliseconds: nil)], now: start + .seconds(10))
-        #expect(history.operations(now: start + .seconds(12)) == [.unlink("a"), .unlink("b"), .set(key: "a", value: "2", ttlMilliseconds: nil)])
-        // 16 s after the first batch only the second is left.
-        #expect(history.operations(now: start + .seconds(16)) == [.set(key: "a", value: "2", ttlMilliseconds: nil)])
+        #expect(history.operations == [.unlink("a"), .unlink("b"), .set(key: "a", value: "2", ttlMilliseconds: nil)])
+        // An outage that follows does not age the window: it is the one before the failure.
+        #expect(history.operations.count == 3)
+        // A batch 16 s after the first leaves the first out.
+        history.record([.unlink("c")], now: start + .seconds(16))
+        #expect(history.operations == [.set(key: "a", value: "2", ttlMilliseconds: nil), .unlink("c")])
         #expect(history.complete(now: start + .seconds(16)))
     }
 
