@@ -5,6 +5,7 @@ import NIOCore
 import FreshetPostgres
 import FreshetRedis
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -120,15 +121,21 @@ public final class FreshetApplication: Sendable {
         let writer = self.writer
         Routes.add(
             to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
-            options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger)
+            options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger, maxTopics: config.http.maxTopics)
         )
         if let metrics = options.metrics {
             Routes.addMetrics(to: router) { metrics.text() }
         }
         let boundPort = self.boundPortBox
+        let server: HTTPServerBuilder
+        do {
+            server = try ServerBuilder.make(connections: connections, http: config.http)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(field: error.field, message: error.message)])
+        }
         let http = Application(
             router: router,
-            server: Routes.server(connections: connections),
+            server: server,
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "freshet"),
             onServerRunning: { channel in boundPort.set(channel.localAddress?.port) },
             logger: logger

@@ -227,7 +227,10 @@ struct ConfigReader {
         // http
         let ht = mapping(
             top["http"], "http",
-            allowed: ["listen", "heartbeat", "replay", "client_buffer", "cors", "auth", "metrics"]
+            allowed: [
+                "listen", "heartbeat", "replay", "client_buffer", "cors", "auth", "metrics", "request_timeout",
+                "max_connections", "max_topics", "tls",
+            ]
         ) ?? [:]
         var http = HTTPSettings()
         if let v = string(ht["listen"], "http.listen") { http.listen = v }
@@ -236,6 +239,16 @@ struct ConfigReader {
         if let v = integer(ht["replay"], "http.replay", unit: "events") { http.replay = v }
         if let v = integer(ht["client_buffer"], "http.client_buffer", unit: "bytes") { http.clientBuffer = v }
         if let v = bool(ht["metrics"], "http.metrics") { http.metrics = v }
+        if let v = number(ht["request_timeout"], "http.request_timeout", unit: "seconds") { http.requestTimeout = v }
+        if let v = integer(ht["max_connections"], "http.max_connections", unit: "connections") { http.maxConnections = v }
+        if let v = integer(ht["max_topics"], "http.max_topics", unit: "topics") { http.maxTopics = v }
+        if let tls = mapping(ht["tls"], "http.tls", allowed: ["cert", "key"]) {
+            let cert = string(tls["cert"], "http.tls.cert")
+            let key = string(tls["key"], "http.tls.key")
+            if cert == nil { problem("http.tls.cert", tls["cert"] ?? ht["tls"], "give the PEM file of the server's certificate chain") }
+            if key == nil { problem("http.tls.key", tls["key"] ?? ht["tls"], "give the PEM file of the certificate's private key") }
+            if let cert, let key { http.tls = HTTPTLSSettings(cert: cert, key: key) }
+        }
         if let cors = mapping(ht["cors"], "http.cors", allowed: ["allowed_origins"]), let origins = cors["allowed_origins"] {
             if origins.scalar != nil, string(origins, "http.cors.allowed_origins") == "*" {
                 http.cors = CORSSettings(allowAny: true)

@@ -173,11 +173,25 @@ public struct HTTPSettings: Sendable, Equatable {
     public var auth: AuthSettings?
     /// Serve `/metrics`. Default true.
     public var metrics: Bool
+    /// Seconds a connection has to send a whole request head (after connecting, or after its last response);
+    /// then it is closed. Default 10.
+    public var requestTimeout: Double
+    /// Open connections allowed; past it a new connection's request gets 503 and the connection is closed.
+    /// Default 20,000.
+    public var maxConnections: Int
+    /// Topics one `/events` subscription may name; past it 400. Default 100.
+    public var maxTopics: Int
+    /// HTTPS with HTTP/2 (ALPN `h2`, HTTP/1.1 still served); nil serves plain HTTP/1.1.
+    public var tls: HTTPTLSSettings?
 
     public init(
         listen: String = "127.0.0.1:8080", heartbeat: Double = 15, replay: Int = 10_000, clientBuffer: Int = 1 << 20,
-        cors: CORSSettings = .init(), auth: AuthSettings? = nil, metrics: Bool = true
+        cors: CORSSettings = .init(), auth: AuthSettings? = nil, metrics: Bool = true, requestTimeout: Double = 10,
+        maxConnections: Int = 20_000, maxTopics: Int = 100
     ) {
+        self.requestTimeout = requestTimeout
+        self.maxConnections = maxConnections
+        self.maxTopics = maxTopics
         self.listen = listen
         self.heartbeat = heartbeat
         self.replay = replay
@@ -185,6 +199,17 @@ public struct HTTPSettings: Sendable, Equatable {
         self.cors = cors
         self.auth = auth
         self.metrics = metrics
+    }
+}
+
+/// `http.tls:` — the server's certificate chain and key (PEM files), for HTTPS and HTTP/2.
+public struct HTTPTLSSettings: Sendable, Equatable {
+    public var cert: String
+    public var key: String
+
+    public init(cert: String, key: String) {
+        self.cert = cert
+        self.key = key
     }
 }
 

@@ -46,6 +46,14 @@ public enum ConfigPrinter {
         lines.append("  heartbeat: \(n(config.http.heartbeat))")
         lines.append("  replay: \(config.http.replay)")
         lines.append("  client_buffer: \(config.http.clientBuffer)")
+        lines.append("  request_timeout: \(n(config.http.requestTimeout))")
+        lines.append("  max_connections: \(config.http.maxConnections)")
+        lines.append("  max_topics: \(config.http.maxTopics)")
+        if let tls = config.http.tls {
+            lines.append("  tls:")
+            lines.append("    cert: \(q(tls.cert))")
+            lines.append("    key: \(q(tls.key))")
+        }
         lines.append("  metrics: \(config.http.metrics)")
         lines.append("  cors:")
         lines.append("    allowed_origins: " + (config.http.cors.allowAny ? q("*") : list(config.http.cors.allowedOrigins)))

@@ -35,9 +35,13 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var budget = Int.max
     private var active = false
     private var dropped = false
+    /// An HTTP/2 stream (a child of the connection's channel), and its bytes written but not yet passed on.
+    private var isStream = false
+    private var streamPending = 0
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        isStream = context.channel.parent != nil
         eventLoop = context.eventLoop
         connections?.add(context.channel)
     }
@@ -79,8 +83,23 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// drops it. Returns whether the handler needs a `flush()`. On the event loop.
     func writeEvent(_ buffer: ByteBuffer) -> Bool {
         guard active, !dropped, let context else { return false }
+        let size = buffer.readableBytes
+        if isStream {
+            // An HTTP/2 stream has no socket of its own: count what was written and not yet passed on (held back
+            // by the stream's flow-control window or the connection's socket).
+            if streamPending + size > budget {
+                dropped = true
+                subscriber?.slow()
+                return false
+            }
+            streamPending += size
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in self.streamPending -= size }
+            context.write(wrapOutboundOut(.body(buffer)), promise: written)
+            return true
+        }
         let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
-        if buffered + buffer.readableBytes > budget {
+        if buffered + size > budget {
             dropped = true
             subscriber?.slow()
             return false
@@ -119,7 +138,9 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed, streaming {
+        // HTTP/1.1 only: an HTTP/2 stream's request ends with its headers (a client that leaves resets the stream,
+        // which closes the stream's channel).
+        if let event = event as? ChannelEvent, event == .inputClosed, streaming, !isStream {
             context.close(promise: nil)
             return
         }

@@ -17,11 +17,14 @@ package enum Routes {
         package var authenticator: Authenticator?
         package var cors: CORSSettings
         package var logger: Logger
+        /// Topics one subscription may name (`http.max_topics`).
+        package var maxTopics: Int
 
-        package init(authenticator: Authenticator?, cors: CORSSettings, logger: Logger) {
+        package init(authenticator: Authenticator?, cors: CORSSettings, logger: Logger, maxTopics: Int = 100) {
             self.authenticator = authenticator
             self.cors = cors
             self.logger = logger
+            self.maxTopics = maxTopics
         }
     }
 
@@ -70,6 +73,9 @@ package enum Routes {
                 case "topic":
                     let topic = String(value)
                     guard !topic.isEmpty else { return refuse(.badRequest, "empty topic") }
+                    guard patterns.count < options.maxTopics else {
+                        return refuse(.badRequest, "more than \(options.maxTopics) topics in one subscription (http.max_topics)")
+                    }
                     patterns.append(TopicPattern(topic))
                 case "lastEventId":
                     lastEventID = lastEventID ?? String(value)
@@ -120,11 +126,7 @@ package enum Routes {
         }
     }
 
-    /// The HTTP/1 server with Freshet's channel handlers (see `EventStreamHandler`), its connections kept in
-    /// `connections`.
-    package static func server(connections: OpenConnections) -> HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [EventStreamHandler(connections: connections)]))
-    }
+
 
     /// `GET /metrics`: Prometheus text format.
     package static func addMetrics(to router: Router<FreshetRequestContext>, text: @escaping @Sendable () -> [UInt8]) {

@@ -96,20 +96,7 @@ final class OwnTLSRedis: @unchecked Sendable {
     init() async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("freshet-tls-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let script = """
-            set -e
-            cd '\(dir.path)'
-            key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
-            key ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=freshet-test-ca
-            key other-ca.key; openssl req -x509 -new -key other-ca.key -out other-ca.pem -days 2 -subj /CN=someone-else
-            key server.key; openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
-            key client.key; openssl req -new -key client.key -out client.csr -subj /CN=freshet
-            openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 2>/dev/null
-            """
-        let made = try await shell("bash", ["-c", script])
-        guard made.status == 0 else { throw TestFailure("openssl: \(made.output)") }
+        try await makeTestCertificates(in: dir)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [
@@ -134,4 +121,23 @@ final class OwnTLSRedis: @unchecked Sendable {
         if let process { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(at: dir)
     }
+}
+
+/// Makes, with `openssl`, in `dir`: `ca.pem` (+ key), `server.pem`/`server.key` for 127.0.0.1 and localhost signed by
+/// it, `client.pem`/`client.key` signed by it, and `other-ca.pem`, a CA that signed nothing here.
+func makeTestCertificates(in dir: URL) async throws {
+    let script = """
+        set -e
+        cd '\(dir.path)'
+        key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
+        key ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=freshet-test-ca
+        key other-ca.key; openssl req -x509 -new -key other-ca.key -out other-ca.pem -days 2 -subj /CN=someone-else
+        key server.key; openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+        key client.key; openssl req -new -key client.key -out client.csr -subj /CN=freshet
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 2>/dev/null
+        """
+    let made = try await shell("bash", ["-c", script])
+    guard made.status == 0 else { throw TestFailure("openssl: \(made.output)") }
 }

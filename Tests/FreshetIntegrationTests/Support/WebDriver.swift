@@ -14,7 +14,8 @@ final class WebDriver: @unchecked Sendable {
 
     static var available: Bool { chromedriver != nil }
 
-    init() async throws {
+    /// - Parameter arguments: more Chromium flags (e.g. `--ignore-certificate-errors` for a test certificate).
+    init(arguments: [String] = []) async throws {
         guard let path = Self.chromedriver else { throw TestFailure("chromedriver is not installed (scripts/test installs chromium-driver)") }
         port = TestServers.freePort()
         driver.executableURL = URL(fileURLWithPath: path)
@@ -28,7 +29,7 @@ final class WebDriver: @unchecked Sendable {
         let response = try await call("POST", "/session", [
             "capabilities": .object(["alwaysMatch": .object([
                 "goog:chromeOptions": .object([
-                    "args": .array(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+                    "args": .array((["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"] + arguments)
                         .map { .string($0) }),
                 ]),
             ])]),
