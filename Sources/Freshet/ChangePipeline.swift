@@ -148,11 +148,15 @@ final class EventPublisher: Service {
     let readiness: ReadinessState
     let logger: Logger
     let onEvent: @Sendable (ChangeEvent) -> Void
+    /// `http.relay: redis`: the writer appended events and resyncs to the relay stream; every process's
+    /// `RelayReader` publishes them to its hub, so this publisher only keeps the books.
+    let relayed: Bool
 
     init(
         writer: RedisWriter, hub: EventHub, metrics: FreshetMetrics, readiness: ReadinessState, logger: Logger,
-        onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
+        relayed: Bool = false, onEvent: @escaping @Sendable (ChangeEvent) -> Void = { _ in }
     ) {
+        self.relayed = relayed
         self.writer = writer
         self.hub = hub
         self.metrics = metrics
@@ -174,13 +178,17 @@ final class EventPublisher: Service {
         }
     }
 
+    private func resync(_ reason: String, eventsDropped: Bool = false) {
+        if !relayed { hub.publishResync(reason: reason, eventsDropped: eventsDropped) }
+    }
+
     private func publish(_ completion: RedisCompletion) {
         if completion.job.repairCause == "events_dropped" {
-            hub.publishResync(reason: "events dropped", eventsDropped: true)
+            resync("events dropped", eventsDropped: true)
             return
         }
         if let cause = completion.job.repairCause {
-            hub.publishResync(reason: "gap: \(cause)")
+            resync("gap: \(cause)")
             logger.warning("gap repaired; subscribers told to resync", metadata: [
                 "gap": "\(cause)", "keys_flushed": "\(completion.keysFlushed)",
             ])
@@ -191,7 +199,7 @@ final class EventPublisher: Service {
         }
         guard let event = completion.job.event else { return }
         if completion.acknowledged { metrics.changeLag(at: event.at) }
-        hub.publish(event)
+        if !relayed { hub.publish(event) }
         onEvent(event)
     }
 }

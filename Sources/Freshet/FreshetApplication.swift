@@ -49,6 +49,7 @@ public final class FreshetApplication: Sendable {
     let boundPortBox = BoundPort()
     /// Every HTTP connection still open when the services stopped is closed then.
     let connections: OpenConnections
+    private let isWriter: @Sendable () -> Bool
 
     /// The HTTP port once the server listens (useful with `http.listen: 127.0.0.1:0`).
     public var boundPort: Int? { boundPortBox.value }
@@ -80,14 +81,25 @@ public final class FreshetApplication: Sendable {
         listenAddress = address
         let metrics = FreshetMetrics()
         let replication = config.postgres.source == .replication
+        let relayed = config.http.relay == .redis
         hub = EventHub(
             replay: config.http.replay, clientBuffer: config.http.clientBuffer, heartbeat: config.http.heartbeat,
-            durableIDs: replication, logger: logger
+            durableIDs: replication || relayed, logger: logger
         )
         listener = PostgresListener(
             conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger,
             onQueueUsage: { metrics.notifyQueueUsage($0) }
         )
+        // `http.relay: redis`: the writer appends each batch's events to the relay stream; every process reads it.
+        let relayName = replication ? config.postgres.replication.slot : config.postgres.channel
+        let relayKey = "freshet:{\(relayName)}:events"  // one hash tag: the stream lives on one Cluster node
+        let hub = self.hub
+        let relayStream = relayed
+            ? RelayStreamWriter(
+                key: relayKey, maxLength: config.http.replay, explicitIDs: replication,
+                entries: { RelayEntries.entries($0, explicitIDs: replication, hub: hub) }, onDuplicate: { metrics.relayDuplicates($0) }
+            )
+            : nil
         let positions = ReplicationPositions()
         var onApplied: (@Sendable (JobConfirmation) -> Void)?
         if replication { onApplied = { positions.record($0) } }
@@ -95,7 +107,7 @@ public final class FreshetApplication: Sendable {
             topology: redis.topology, tls: redis.tls, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
             maxOutage: config.redis.maxOutage, replayAfterFailover: config.redis.replayAfterFailover,
             shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics,
-            durable: replication, onApplied: onApplied
+            durable: replication, onApplied: onApplied, relay: relayStream
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         // One pipeline per source; everything after it (writer, publisher, hub) is shared.
@@ -113,14 +125,15 @@ public final class FreshetApplication: Sendable {
             )
         }
         let publisher = EventPublisher(
-            writer: writer, hub: hub, metrics: metrics, readiness: readiness, logger: logger, onEvent: options.onEvent
+            writer: writer, hub: hub, metrics: metrics, readiness: readiness, logger: logger, relayed: relayed,
+            onEvent: options.onEvent
         )
 
         let router = Router(context: FreshetRequestContext.self)
         let readiness = self.readiness
         let writer = self.writer
         Routes.add(
-            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
+            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: readiness.isStandby ? [] : writer.notReadyReasons) },
             options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger, maxTopics: config.http.maxTopics)
         )
         if let metrics = options.metrics {
@@ -143,11 +156,26 @@ public final class FreshetApplication: Sendable {
         // Shutdown runs in reverse: the hub first (ends every SSE stream, or the HTTP server would wait for them), then
         // HTTP, the listener, the pipeline (ends when the listener's events end), the writer (drains), and the
         // publisher last (ends when the writer's completions end).
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var writerSide: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: publisher),
             .init(service: writer),
             .init(service: pipeline),
-        ] + (replication ? [] : [.init(service: listener)]) + [
+        ] + (replication ? [] : [.init(service: listener)])
+        var relayServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if relayed {
+            let lock = WriterLock(
+                conninfo: config.postgres.url, name: "freshet writer \(relayName)", takeover: config.http.relayTakeover, logger: logger
+            )
+            readiness.update { $0.standby = true }
+            writerSide = [.init(service: WriterRole(
+                lock: lock, services: writerSide, readiness: readiness, logger: logger, shutdownTimeout: config.shutdownTimeout
+            ))]
+            relayServices = [.init(service: RelayReader(
+                access: redis, key: relayKey, hub: hub, replay: config.http.replay, readiness: readiness, logger: logger
+            ))]
+        }
+        self.isWriter = { !readiness.isStandby }
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = writerSide + relayServices + [
             .init(service: http),
             .init(service: hub),
         ]
@@ -179,7 +207,11 @@ public final class FreshetApplication: Sendable {
     }
 
     /// Why `/readyz` would say 503 now; empty when ready.
-    public var notReadyReasons: [String] { readiness.reasons(redis: writer.notReadyReasons) }
+    public var notReadyReasons: [String] { readiness.reasons(redis: readiness.isStandby ? [] : writer.notReadyReasons) }
+
+    /// Whether this process applies Redis operations: always with `http.relay: none`; with `redis`, while it holds
+    /// the writer lock.
+    public var writing: Bool { isWriter() }
 }
 
 /// A problem that stops Freshet from starting, other than configuration: exit code 1, with this message.

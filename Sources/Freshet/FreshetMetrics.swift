@@ -78,6 +78,11 @@ package final class FreshetMetrics: RedisWriterObserver {
         counter("freshet_redis_failover_replayed_operations_total", []).increment(by: operations)
     }
 
+    /// Relay entries Redis refused as not newer than the stream's top: changes the slot delivered again.
+    func relayDuplicates(_ count: Int) {
+        counter("freshet_relay_duplicates_total", []).increment(by: count)
+    }
+
     package func bufferDropped(_ buffer: String, count: Int) {
         counter("freshet_buffer_dropped_total", [("buffer", buffer)]).increment(by: count)
     }

@@ -125,7 +125,8 @@ final class ReplicationPipeline: Service {
                 // when it is not behind the slot (Redis may have lost its newest write) and no gap came between.
                 var floor = EventID(epoch: confirmed, sequence: 0)
                 if gap == nil, let marker, marker.lsn >= confirmed, let event = marker.lastEvent, event < floor { floor = event }
-                hub.setResumeFloor(floor, ceiling: server, gap: gap != nil)
+                // With the relay, every process's floor comes from the relay stream (`RelayReader`).
+                if config.http.relay == .none { hub.setResumeFloor(floor, ceiling: server, gap: gap != nil) }
                 if var gap {
                     // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
                     if gap == "slot_created" && marker != nil { gap = "slot_lost" }

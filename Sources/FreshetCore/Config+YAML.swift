@@ -229,7 +229,7 @@ struct ConfigReader {
             top["http"], "http",
             allowed: [
                 "listen", "heartbeat", "replay", "client_buffer", "cors", "auth", "metrics", "request_timeout",
-                "max_connections", "max_topics", "tls",
+                "max_connections", "max_topics", "tls", "relay", "relay_takeover",
             ]
         ) ?? [:]
         var http = HTTPSettings()
@@ -242,6 +242,12 @@ struct ConfigReader {
         if let v = number(ht["request_timeout"], "http.request_timeout", unit: "seconds") { http.requestTimeout = v }
         if let v = integer(ht["max_connections"], "http.max_connections", unit: "connections") { http.maxConnections = v }
         if let v = integer(ht["max_topics"], "http.max_topics", unit: "topics") { http.maxTopics = v }
+        if let text = string(ht["relay"], "http.relay") {
+            if let mode = RelayMode(rawValue: text) { http.relay = mode } else {
+                problem("http.relay", ht["relay"], "expected none or redis")
+            }
+        }
+        if let v = number(ht["relay_takeover"], "http.relay_takeover", unit: "seconds") { http.relayTakeover = v }
         if let tls = mapping(ht["tls"], "http.tls", allowed: ["cert", "key"]) {
             let cert = string(tls["cert"], "http.tls.cert")
             let key = string(tls["key"], "http.tls.key")

@@ -183,6 +183,12 @@ public struct HTTPSettings: Sendable, Equatable {
     public var maxTopics: Int
     /// HTTPS with HTTP/2 (ALPN `h2`, HTTP/1.1 still served); nil serves plain HTTP/1.1.
     public var tls: HTTPTLSSettings?
+    /// `none`: each process serves what it captured. `redis`: several processes share one configuration; one (the
+    /// writer, elected with a PostgreSQL advisory lock) applies Redis operations and appends each event to a Redis
+    /// Stream, and every process serves `/events` from that stream.
+    public var relay: RelayMode = .none
+    /// Seconds within which a standby takes over from a writer that died. Default 5.
+    public var relayTakeover: Double = 5
 
     public init(
         listen: String = "127.0.0.1:8080", heartbeat: Double = 15, replay: Int = 10_000, clientBuffer: Int = 1 << 20,
@@ -200,6 +206,12 @@ public struct HTTPSettings: Sendable, Equatable {
         self.auth = auth
         self.metrics = metrics
     }
+}
+
+/// `http.relay`: how events reach the subscribers of several Freshet processes.
+public enum RelayMode: String, Sendable, Equatable, CaseIterable {
+    case none
+    case redis
 }
 
 /// `http.tls:` — the server's certificate chain and key (PEM files), for HTTPS and HTTP/2.

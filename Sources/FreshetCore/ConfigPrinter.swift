@@ -49,6 +49,8 @@ public enum ConfigPrinter {
         lines.append("  request_timeout: \(n(config.http.requestTimeout))")
         lines.append("  max_connections: \(config.http.maxConnections)")
         lines.append("  max_topics: \(config.http.maxTopics)")
+        lines.append("  relay: \(config.http.relay.rawValue)")
+        lines.append("  relay_takeover: \(n(config.http.relayTakeover))")
         if let tls = config.http.tls {
             lines.append("  tls:")
             lines.append("    cert: \(q(tls.cert))")

@@ -87,7 +87,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
         fields[.contentLength] = String(body.utf8.count)
-        if context.channel.parent == nil { fields[.connection] = "close" }  // HTTP/1.1 (HTTP/2 forbids the field)
+        if !context.channel.isHTTP2Stream { fields[.connection] = "close" }  // HTTP/1.1 (HTTP/2 forbids the field)
         fields[.retryAfter] = "5"
         context.write(wrapOutboundOut(.head(HTTPResponse(status: .serviceUnavailable, headerFields: fields))), promise: nil)
         context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(string: body))), promise: nil)

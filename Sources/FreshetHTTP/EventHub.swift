@@ -106,20 +106,43 @@ package final class EventHub: Service, Sendable {
 
     /// Publishes one change event to every subscriber whose topics match, and stores it for replay.
     package func publish(_ event: ChangeEvent) {
+        publish(id: event.id, topics: event.topics, configName: event.configName, wholeTable: event.concernsWholeTable,
+                data: event.jsonBytes, at: event.at)
+    }
+
+    /// Publishes an event read from the relay stream (`http.relay: redis`): its id, topics and JSON as the writer
+    /// appended them.
+    /// A whole-table event (truncate) carries the shapes of its table's topics (`wholeTableShapes`), as the writer's
+    /// hub knows them.
+    package func publishRelayed(
+        id: EventID, topics: [String], configName: String, wholeTableShapes: [TopicPattern]?, data: [UInt8], at: String
+    ) {
+        publish(id: id, topics: topics, configName: configName, wholeTable: wholeTableShapes != nil, shapes: wholeTableShapes, data: data, at: at)
+    }
+
+    /// The topic shapes a whole-table event of `configName` reaches (its table's topics, or its name).
+    package func wholeTableShapes(_ configName: String) -> [TopicPattern] {
+        state.withLock { $0.tableShapes[configName] ?? [TopicPattern(configName)] }
+    }
+
+    private func publish(
+        id eventID: EventID?, topics: [String], configName: String, wholeTable concernsWholeTable: Bool,
+        shapes: [TopicPattern]? = nil, data: [UInt8], at: String
+    ) {
         var direct = DirectWrites()
         let (dropped, buffer): ([Subscriber], ByteBuffer) = state.withLock { state in
-            let wholeTable = event.concernsWholeTable ? (state.tableShapes[event.configName] ?? [TopicPattern(event.configName)]) : nil
+            let wholeTable = concernsWholeTable ? (shapes ?? state.tableShapes[configName] ?? [TopicPattern(configName)]) : nil
             state.sequence += 1
-            let id = event.id ?? EventID(epoch: epoch, sequence: state.sequence)
+            let id = eventID ?? EventID(epoch: epoch, sequence: state.sequence)
             state.lastID = id
             if state.gapAtNext {
                 // Resumes must be at or after the first event past the dropped ones.
                 state.gapID = id
                 state.gapAtNext = false
             }
-            let bytes = SSEEncoder.message(id: id.description, event: "change", data: event.jsonBytes)
+            let bytes = SSEEncoder.message(id: id.description, event: "change", data: data)
             let buffer = ByteBuffer(bytes: bytes)
-            let stored = Stored(sequence: state.sequence, id: id, topics: event.topics, wholeTableShapes: wholeTable, bytes: buffer)
+            let stored = Stored(sequence: state.sequence, id: id, topics: topics, wholeTableShapes: wholeTable, bytes: buffer)
             if state.ring.count - state.ringStart >= replayCapacity {
                 if state.ringStart < state.ring.count { state.evictedThrough = state.ring[state.ringStart].id }
                 state.ringStart += 1
@@ -131,7 +154,7 @@ package final class EventHub: Service, Sendable {
             if replayCapacity > 0 { state.ring.append(stored) }
             var slow: [UInt64] = []
             var sent = 0
-            for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: event.topics, wholeTableShapes: wholeTable)
+            for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: topics, wholeTableShapes: wholeTable)
                 && subscriber.after.map({ stored.id > $0 }) ?? true {
                 if send(buffer, to: subscriber, budget: clientBuffer, direct: &direct) { sent += 1 } else { slow.append(id) }
             }
@@ -139,7 +162,7 @@ package final class EventHub: Service, Sendable {
             return (slow.compactMap { detach($0, state: &state) }, buffer)
         }
         direct.write(buffer, queues: writeQueues)
-        if let then = metrics.lastAt.seconds(event.at) {
+        if let then = metrics.lastAt.seconds(at) {
             metrics.lag.recordNanoseconds(Int64(max(0, Date().timeIntervalSince1970 - then) * 1e9))
         }
         finishDropped(dropped)

@@ -41,7 +41,7 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        isStream = context.channel.parent != nil
+        isStream = context.channel.isHTTP2Stream
         eventLoop = context.eventLoop
         connections?.add(context.channel)
     }
@@ -173,4 +173,10 @@ package final class OpenConnections: Sendable {
         }
         for channel in open { channel.close(promise: nil) }
     }
+}
+
+extension Channel {
+    /// Whether this is an HTTP/2 stream: a child of a connection's channel (which is itself a child of the listening
+    /// socket's). An HTTP/1.1 connection's parent is the listening socket.
+    var isHTTP2Stream: Bool { parent?.parent != nil }
 }

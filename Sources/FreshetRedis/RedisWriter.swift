@@ -32,6 +32,8 @@ package final class RedisWriter: Service, @unchecked Sendable {
     /// shutdown gaps); the source stops reading instead.
     private let durable: Bool
     private let onApplied: (@Sendable (JobConfirmation) -> Void)?
+    /// `http.relay: redis`: each batch's events are appended to the relay stream before they are reported.
+    private let relay: RelayStreamWriter?
 
     /// Guards the repair settings and the published state.
     private let lock = NSLock()
@@ -66,10 +68,11 @@ package final class RedisWriter: Service, @unchecked Sendable {
         topology: RedisTopology, tls: RedisTLSContext?, timeout: Double, maxPending: Int, maxOutage: Double = 30,
         replayAfterFailover: Double = 15, shutdownTimeout: Double,
         logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer,
-        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil
+        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil, relay: RelayStreamWriter? = nil
     ) {
         self.durable = durable
         self.onApplied = onApplied
+        self.relay = relay
         self.topology = topology
         self.tls = tls
         self.replayWindow = replayAfterFailover
@@ -259,6 +262,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
 
     /// Jobs with nothing to do (their operations were dropped by an overflow) complete as soon as nothing is ahead.
     private func reportLeadingEmptyJobs(_ t: inout ThreadState) {
+        guard relay == nil else { return }  // with the relay every event goes through a batch (and the stream)
         var count = 0
         while count < t.backlog.count, t.backlog[count].job.operations.isEmpty, t.backlog[count].job.repairCause == nil {
             t.report(count, acknowledged: !t.backlog[count].job.dropped)
@@ -354,6 +358,13 @@ package final class RedisWriter: Service, @unchecked Sendable {
         logRefusals(result.refusals, in: &t)
         if let reply = result.notNow { return .notNow(reply) }
         if let reply = result.unrepaired { return .repairRefused(reply) }
+        if let relay, let cause = t.state.gapCause {
+            do {
+                try relay.append([RedisJob(operations: [], event: nil, repairCause: cause)], on: t.target)
+            } catch {
+                return .unreachable("relay stream: \(error.message)")
+            }
+        }
         let cause = t.state.repaired() ?? "unknown"
         t.state.clearRefusal()  // Redis deleted every key it was asked to
         releaseConfirmations(&t)
@@ -391,6 +402,13 @@ package final class RedisWriter: Service, @unchecked Sendable {
             // The master changed while this batch ran: replay what came before it, then run it again (in that order,
             // so that no older operation lands after a newer one on the same key).
             if t.target.masterChange != nil { continue }
+            if let relay {
+                do {
+                    try relay.append(t.backlog[0..<count].map(\.job), on: t.target)
+                } catch {
+                    return error.reply.map { .notNow($0) } ?? .unreachable("relay stream: \(error.message)")
+                }
+            }
             t.history.record(t.backlog[0..<count].flatMap(\.job.operations), now: .now)
             let refused = result.unrepaired != nil
             for i in 0..<count {

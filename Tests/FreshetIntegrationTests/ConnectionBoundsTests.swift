@@ -65,10 +65,14 @@ struct ConnectionBoundsTests {
             // Five idle connections fill the limit.
             let fds = try (0..<5).map { _ in try rawConnection(port: f.port) }
             var status = 0
+            var headers: [String: String] = [:]
             try await eventually("a sixth connection gets 503 (last: \(status))") {
-                status = try await httpGet(port: f.port, path: "/healthz").status
+                let response = try await httpGet(port: f.port, path: "/healthz")
+                (status, headers) = (response.status, response.headers)
                 return status == 503
             }
+            #expect(headers["connection"] == "close")
+            #expect(headers["retry-after"] == "5")
             fds.forEach { close($0) }
             try await eventually("200 once they are gone") { try await httpGet(port: f.port, path: "/healthz").status == 200 }
             let after = try await httpGet(port: f.port, path: "/metrics").body

@@ -200,6 +200,32 @@ struct RedisClusterIntegrationTests {
         }
     }
 
+    /// `http.relay: redis` on the cluster: the stream (one hash-tagged key) on one node, the keys on all of them.
+    @Test func theRelayWorksOnTheCluster() async throws {
+        let cluster = try #require(OwnRedisCluster.current)
+        try await cluster.waitHealthy()
+        try await TestServers.withDatabase { url in
+            try await offThePool { try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users SELECT g, 'u' FROM generate_series(1, 30) g") }
+            let prefix = TestServers.uniquePrefix()
+            let http = "  relay: redis\n  relay_takeover: 2"
+            let a = try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, http: http, redisTopology: cluster.configLines)
+            let b = try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, http: http, redisTopology: cluster.configLines)
+            try await a.start()
+            try await eventually("A is the writer") { a.app.writing }
+            try await b.start()
+            #expect(!b.app.writing)
+            let fill = (1...30).map { RedisCommand(key: "\(prefix):user:\($0)", arguments: ["SET", "\(prefix):user:\($0)", "cached"]) }
+            _ = try cluster.client().pipeline(fill)
+            let onB = try await b.subscribe()
+            try await a.sql("UPDATE users SET name = 'n' || id")
+            try await eventually("B serves all thirty changes") { onB.changes.count == 30 }
+            let left = try cluster.client().pipeline((1...30).map { RedisCommand(key: "\(prefix):user:\($0)", arguments: ["EXISTS", "\(prefix):user:\($0)"]) })
+            #expect(left.allSatisfy { $0 == .integer(0) })
+            await a.stop()
+            await b.stop()
+        }
+    }
+
     @Test func aMasterKilledMidStreamLeavesNoStaleKeyAfterItsReplicaTookOver() async throws {
         try await scenario { c in
             let before = try await c.metrics()

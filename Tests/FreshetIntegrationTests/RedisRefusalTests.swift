@@ -121,7 +121,9 @@ struct RedisRefusalTests {
     @Test func aServerTurnedReplicaIsAnOutageRetriedUntilItIsMasterAgain() async throws {
         let master = try await OwnRedis()
         let redis = try await OwnRedis()
-        try await scenario(redis: redis) { c in
+        // Without the failover replay: Freshet's start-up flush is inside its window, and replaying it would delete
+        // the untouched rows' keys this test checks are kept (the replay is tested with Sentinel and Cluster).
+        try await scenario(redis: redis, redisLines: "  timeout: 0.5\n  replay_after_failover: 0") { c in
             // The master holds the same old values, so the replica keeps them after its full sync.
             let masterKeys = TestKeys(prefix: c.fixture.prefix, connection: try master.connection())
             try masterKeys.fill(1...10)

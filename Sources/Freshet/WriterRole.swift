@@ -1,0 +1,97 @@
+import CoreMetrics
+import Foundation
+import FreshetPostgres
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// `http.relay: redis`: the writer side of a process — capture (the pipeline, and the listener for the notify
+/// source), the Redis writer, the publisher and the relay appender — runs only while this process holds the writer
+/// lock (`WriterLock`). Until then the process stands by: it serves `/events` from the relay stream, `/readyz` 200,
+/// `freshet_writer` 0.
+///
+/// A writer whose lock session breaks (PostgreSQL restarted, the network cut) stops with an error, so that its
+/// supervisor restarts it as a standby: another process may already have taken over, and two writers must not run.
+/// In replication mode the new writer resumes from the slot (nothing lost, no flush); in notify mode its start is a
+/// `startup` gap (flush + resync), as for any start.
+final class WriterRole: Service, @unchecked Sendable {
+    let lock: WriterLock
+    let services: [ServiceGroupConfiguration.ServiceConfiguration]
+    let readiness: ReadinessState
+    let logger: Logger
+    let shutdownTimeout: Double
+    private let writerGauge = Gauge(label: "freshet_writer")
+
+    init(lock: WriterLock, services: [ServiceGroupConfiguration.ServiceConfiguration], readiness: ReadinessState, logger: Logger, shutdownTimeout: Double) {
+        self.lock = lock
+        self.services = services
+        self.readiness = readiness
+        self.logger = logger
+        self.shutdownTimeout = shutdownTimeout
+        writerGauge.record(0)
+    }
+
+    func run() async throws {
+        let stop = Mutex(false)
+        let outcome = Mutex<Result<Bool, Error>>(.success(false))
+        let lock = self.lock
+        await withGracefulShutdownHandler {
+            await blocking {
+                outcome.withLock { $0 = Result { try lock.acquire(stopped: { stop.withLock { $0 } }) } }
+            }
+        } onGracefulShutdown: {
+            stop.withLock { $0 = true }
+        }
+        let acquired: Bool
+        do {
+            acquired = try outcome.withLock { $0 }.get()
+        } catch {
+            throw StartupError(message: "writer election: \(error)")
+        }
+        guard acquired else { return }
+
+        readiness.update { $0.standby = false }
+        writerGauge.record(1)
+        logger.notice("this process is the writer now (it holds the writer lock)")
+        var configuration = ServiceGroupConfiguration(services: services, logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout + 5)
+        configuration.maximumCancellationDuration = nil
+        let group = ServiceGroup(configuration: configuration)
+        defer {
+            lock.release()
+            writerGauge.record(0)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                try await withGracefulShutdownHandler {
+                    try await group.run()
+                } onGracefulShutdown: {
+                    Task { await group.triggerGracefulShutdown() }
+                }
+            }
+            tasks.addTask {
+                // The lock's session, checked every second: a writer that lost it must stop.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(1))
+                    let held = Mutex(true)
+                    await blocking { held.withLock { $0 = lock.stillHeld() } }
+                    if !held.withLock({ $0 }) {
+                        throw StartupError(message: "lost the writer lock (its PostgreSQL session ended); stopping so that another process takes over")
+                    }
+                }
+            }
+            try await tasks.next()
+            tasks.cancelAll()
+        }
+    }
+}
+
+/// Runs blocking work on a thread of its own and waits for it without holding a cooperative thread.
+func blocking(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        Thread.detachNewThread {
+            body()
+            done.resume()
+        }
+    }
+}

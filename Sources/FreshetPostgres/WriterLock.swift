@@ -1,0 +1,103 @@
+import Foundation
+import FreshetCore
+import Glibc
+import Logging
+
+/// The writer election of `http.relay: redis`: a PostgreSQL session advisory lock, taken with
+/// `pg_try_advisory_lock(hashtext(name))` on a connection of its own. The process holding it is the writer; the lock
+/// is released when its session ends, so a writer that dies (kill -9, a lost host) hands over once PostgreSQL notices:
+/// the connection uses TCP keepalives every second and `tcp_user_timeout` of the takeover bound, so that a dead peer
+/// is noticed on both sides within it.
+///
+/// Blocking; used from one thread at a time (the role's). Not a fence on its own: a writer that loses its session
+/// stops (the process exits), and the data is idempotent (UNLINK, SET of a row's latest state).
+package final class WriterLock: @unchecked Sendable {
+    private let conninfo: String
+    private let name: String
+    private let takeover: Double
+    private let logger: Logger
+    private var connection: PGConnection?
+
+    package init(conninfo: String, name: String, takeover: Double, logger: Logger) {
+        self.conninfo = conninfo
+        self.name = name
+        self.takeover = takeover
+        self.logger = logger
+    }
+
+    /// Seconds between attempts while another process holds the lock.
+    var pollInterval: Double { min(1, max(0.2, takeover / 5)) }
+
+    private func connect() throws(PostgresError) -> PGConnection {
+        let timeout = max(1, Int(takeover.rounded(.down)))
+        let connection = try PGConnection.connect(conninfo, applicationName: "freshet-writer-lock", forced: [
+            ("keepalives", "1"), ("keepalives_idle", "1"), ("keepalives_interval", "1"),
+            ("keepalives_count", String(max(1, timeout - 1))), ("tcp_user_timeout", String(timeout * 1000)),
+            ("connect_timeout", String(max(2, timeout))),
+        ])
+        try Self.refuseTransactionPooling(connection)
+        return connection
+    }
+
+    /// A session advisory lock needs a session: refuses a pooler in transaction mode (PgBouncer), which would hand
+    /// the lock's session to other clients: statements that land on different server sessions show it. (A pool with
+    /// a single server connection cannot be told apart this way; docs/operations.md says to connect directly.)
+    static func refuseTransactionPooling(_ connection: PGConnection) throws(PostgresError) {
+        var pids: Set<String> = []
+        for _ in 0..<3 {
+            if let pid = try connection.execute("SELECT pg_backend_pid()").first?.first ?? nil { pids.insert(pid) }
+        }
+        if pids.count > 1 {
+            throw PostgresError(
+                code: .connectionFailed,
+                message: "postgres.url goes through a pooler in transaction mode (PgBouncer?): statements ran in \(pids.count) different sessions. "
+                    + "The writer election (http.relay: redis) needs a session lock: connect to PostgreSQL directly or through a session-mode pool"
+            )
+        }
+    }
+
+    /// Tries until the lock is held (true) or `stopped()` says to give up (false). A pooler in transaction mode is
+    /// thrown; other connection errors are logged and retried.
+    package func acquire(stopped: () -> Bool) throws(PostgresError) -> Bool {
+        var logged = false
+        while !stopped() {
+            do {
+                let live: PGConnection
+                if let connection { live = connection } else {
+                    live = try connect()
+                    connection = live
+                }
+                if try live.query("SELECT pg_try_advisory_lock(hashtext($1))", parameters: [name]).first?.first == "t" {
+                    return true
+                }
+                if !logged {
+                    logger.info("another Freshet process is the writer; standing by", metadata: ["lock": "\(name)"])
+                    logged = true
+                }
+            } catch {
+                if error.message.contains("pooler in transaction mode") { throw error }
+                connection = nil
+                logger.warning("cannot reach PostgreSQL for the writer election; retrying", metadata: ["error": "\(error.message)"])
+            }
+            Thread.sleep(forTimeInterval: pollInterval)
+        }
+        return false
+    }
+
+    /// Whether the lock's session is still alive (a `SELECT 1`). False when it broke: the lock is gone.
+    package func stillHeld() -> Bool {
+        guard let connection else { return false }
+        do {
+            _ = try connection.execute("SELECT 1")
+            return true
+        } catch {
+            self.connection = nil
+            return false
+        }
+    }
+
+    /// Ends the session (and so the lock).
+    package func release() {
+        connection = nil
+    }
+}
