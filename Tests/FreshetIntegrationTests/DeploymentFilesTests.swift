@@ -1,4 +1,5 @@
 import Foundation
+import FreshetCore
 import Testing
 import Yams
 
@@ -41,6 +42,23 @@ import Yams
         }
         let environment = try #require(freshet["environment"] as? [String: Any])
         #expect(environment["DATABASE_URL"] != nil && environment["REDIS_URL"] != nil)
+    }
+
+    @Test func theReplicatedExampleRunsTwoRelayedReplicasBehindAnUnbufferedProxy() throws {
+        let config = try FreshetConfig.parse(yaml: try read("examples/replicated/freshet.yml"))
+        #expect(config.http.relay == .redis)
+        #expect(config.postgres.source == .replication)
+        let compose = try #require(try Yams.load(yaml: try read("examples/replicated/docker-compose.yml")) as? [String: Any])
+        let services = try #require(compose["services"] as? [String: Any])
+        #expect(Set(services.keys).isSuperset(of: ["freshet-a", "freshet-b", "proxy", "postgres", "redis"]))
+        for name in ["freshet-a", "freshet-b"] {
+            let service = try #require(services[name] as? [String: Any])
+            #expect(service["restart"] as? String == "unless-stopped")
+            let build = try #require(service["build"] as? String)
+            #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("examples/replicated").appendingPathComponent(build).appendingPathComponent("Dockerfile").path))
+        }
+        let nginx = try read("examples/replicated/nginx.conf")
+        #expect(nginx.contains("proxy_buffering off") && nginx.contains("freshet-a:8080") && nginx.contains("freshet-b:8080"))
     }
 
     @Test func dockerfileMirrorsTheScriptsPackages() throws {
