@@ -64,7 +64,12 @@ final class ChangePipeline: Service {
         for await event in listener.events {
             switch event {
             case .connected(_, let reconnected):
-                readiness.update { $0.listening = true }
+                let repairs = reconnected || config.onGap == .flush
+                // One update: a repair is pending from the moment LISTEN counts as up (never ready in between).
+                readiness.update {
+                    $0.listening = true
+                    if repairs { $0.repairsPending += 1 }
+                }
                 metrics.listenConnected(true)
                 if reconnected {
                     metrics.gapRecorded(cause: "listen_reconnect")
@@ -92,16 +97,18 @@ final class ChangePipeline: Service {
     /// Queues a gap repair behind everything already queued: flush every key template's pattern (unless
     /// `on_gap: none`), then a resync to every subscriber. `/readyz` says 503 until it is done.
     private func repair(_ catalog: TableCatalog, cause: String) async {
-        Self.submitRepair(catalog, cause: cause, config: config, writer: writer, readiness: readiness)
+        Self.submitRepair(catalog, cause: cause, config: config, writer: writer, readiness: readiness, counted: true)
     }
 
     /// Queues a gap repair (either source): flush every key template's pattern unless `on_gap: none`, then a resync;
     /// `/readyz` holds until the publisher sees it done.
+    /// - Parameter counted: the caller already counted it in `repairsPending`.
     static func submitRepair(
-        _ catalog: TableCatalog, cause: String, config: FreshetConfig, writer: RedisWriter, readiness: ReadinessState
+        _ catalog: TableCatalog, cause: String, config: FreshetConfig, writer: RedisWriter, readiness: ReadinessState,
+        counted: Bool = false
     ) {
         let operations = config.onGap == .flush ? repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
-        readiness.update { $0.repairsPending += 1 }
+        if !counted { readiness.update { $0.repairsPending += 1 } }
         writer.submit(RedisJob(operations: operations, event: nil, repairCause: cause))
     }
 

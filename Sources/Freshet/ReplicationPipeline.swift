@@ -118,7 +118,11 @@ final class ReplicationPipeline: Service {
         let planner = TransactionPlanner(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
         return ReplicationHooks(
             streaming: { [self] gap, confirmed, server in
-                readiness.update { $0.listening = true }
+                // One update: the repair is pending from the moment the stream counts as up (never ready between).
+                readiness.update {
+                    $0.listening = true
+                    if gap != nil { $0.repairsPending += 1 }
+                }
                 metrics.listenConnected(true)
                 // Resumes from here on are complete: the slot sends everything after its confirmed position again,
                 // and nothing between the stored last event and that position was an event. The marker counts only
@@ -132,7 +136,7 @@ final class ReplicationPipeline: Service {
                     if gap == "slot_created" && marker != nil { gap = "slot_lost" }
                     metrics.gapRecorded(cause: gap)
                     logger.warning("changes before the replication slot was made cannot be replayed; repairing", metadata: ["gap": "\(gap)"])
-                    ChangePipeline.submitRepair(catalog, cause: gap, config: config, writer: writer, readiness: readiness)
+                    ChangePipeline.submitRepair(catalog, cause: gap, config: config, writer: writer, readiness: readiness, counted: true)
                 }
             },
             disconnected: { [self] _ in

@@ -35,11 +35,15 @@ final class WriterRole: Service, @unchecked Sendable {
         let stop = Mutex(false)
         let outcome = Mutex<Result<Bool, Error>>(.success(false))
         let lock = self.lock
-        await withGracefulShutdownHandler {
-            await blocking {
-                outcome.withLock { $0 = Result { try lock.acquire(stopped: { stop.withLock { $0 } }) } }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await blocking {
+                    outcome.withLock { $0 = Result { try lock.acquire(stopped: { stop.withLock { $0 } }) } }
+                }
+            } onGracefulShutdown: {
+                stop.withLock { $0 = true }
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             stop.withLock { $0 = true }
         }
         let acquired: Bool

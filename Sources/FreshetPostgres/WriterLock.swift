@@ -39,19 +39,22 @@ package final class WriterLock: @unchecked Sendable {
         return connection
     }
 
-    /// A session advisory lock needs a session: refuses a pooler in transaction mode (PgBouncer), which would hand
-    /// the lock's session to other clients: statements that land on different server sessions show it. (A pool with
-    /// a single server connection cannot be told apart this way; docs/operations.md says to connect directly.)
+    /// A session advisory lock needs a session: refuses a connection through a pooler (PgBouncer), which in
+    /// transaction mode hands the lock's server session to other clients between statements. A pooler answers the
+    /// client with a process id of its own making (the cancel key it needs to route cancellations), so it differs from
+    /// the server's `pg_backend_pid()`; statements landing on different server sessions show it too. A session-mode
+    /// pool cannot be told apart from a transaction-mode one from the client side, so any pooler is refused.
     static func refuseTransactionPooling(_ connection: PGConnection) throws(PostgresError) {
         var pids: Set<String> = []
         for _ in 0..<3 {
             if let pid = try connection.execute("SELECT pg_backend_pid()").first?.first ?? nil { pids.insert(pid) }
         }
-        if pids.count > 1 {
+        if pids.count > 1 || pids.first != String(connection.backendPID) {
             throw PostgresError(
                 code: .connectionFailed,
-                message: "postgres.url goes through a pooler in transaction mode (PgBouncer?): statements ran in \(pids.count) different sessions. "
-                    + "The writer election (http.relay: redis) needs a session lock: connect to PostgreSQL directly or through a session-mode pool"
+                message: "postgres.url goes through a connection pooler (PgBouncer?): the server session is not this connection's own. "
+                    + "The writer election of http.relay: redis needs a session advisory lock, which transaction pooling breaks: "
+                    + "connect Freshet to PostgreSQL directly"
             )
         }
     }
@@ -75,7 +78,7 @@ package final class WriterLock: @unchecked Sendable {
                     logged = true
                 }
             } catch {
-                if error.message.contains("pooler in transaction mode") { throw error }
+                if error.message.contains("connection pooler") { throw error }
                 connection = nil
                 logger.warning("cannot reach PostgreSQL for the writer election; retrying", metadata: ["error": "\(error.message)"])
             }

@@ -44,6 +44,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Start a local Redis Cluster of 3 masters (Debian's redis-server, free loopback ports) and measure against it instead of REDIS_URL.")
     var redisCluster = false
 
+    @Option(help: "Freshet processes in the latency and fan-out scenarios, subscribers spread over them (more than 1: http.relay: redis).")
+    var processes = 1
+
     @Flag(help: "Smaller sizes and shorter runs (a smoke test of the tool, not a measurement).")
     var quick = false
 
@@ -94,7 +97,10 @@ struct BenchCommand: ParsableCommand {
             directory: directory, log: log
         )
         env.source = captureSource
+        guard processes >= 1 else { throw ValidationError("--processes: 1 or more") }
+        env.processes = processes
         var machine = MachineInfo.current(fileLimit: fileLimit)
+        machine.processes = processes
         machine.redis = redisCluster ? "Redis Cluster, 3 masters, no replicas (started by the bench)" : "one Redis server"
         if !json { print(machine.banner) }
 

@@ -11,10 +11,10 @@ final class FreshetProcess {
     private(set) var startToReady: Double = .nan
 
     /// Writes the config, starts Freshet and waits (at most `timeout` seconds) until `/readyz` says 200.
-    init(executable: String, config: String, port: Int, directory: String, timeout: Double = 30) throws {
-        let configPath = directory + "/freshet-bench.yml"
+    init(executable: String, config: String, port: Int, directory: String, name: String = "freshet", timeout: Double = 30) throws {
+        let configPath = directory + "/\(name)-bench.yml"
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        logPath = directory + "/freshet.log"
+        logPath = directory + "/\(name).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         log.seekToEndOfFile()

@@ -25,9 +25,9 @@ enum Scenario: String, CaseIterable, Codable {
         case .latency:
             return try Scenarios.delivery(env, subscribers: quick ? 20 : 100, rate: 1_000, duration: quick ? 3 : 10, connections: 2)
         case .fanout:
-            return try Scenarios.delivery(env, subscribers: 1_000, rate: 50, duration: quick ? 3 : 20, connections: 1)
+            return try Scenarios.delivery(env, subscribers: 1_000, rate: 50, duration: quick ? 3 : 20, connections: 1, bare: true)
         case .fanout10k:
-            return try Scenarios.delivery(env, subscribers: quick ? 2_000 : 10_000, rate: 10, duration: quick ? 3 : 20, connections: 1)
+            return try Scenarios.delivery(env, subscribers: quick ? 2_000 : 10_000, rate: 10, duration: quick ? 3 : 20, connections: 1, bare: true)
         }
     }
 
@@ -58,7 +58,8 @@ enum Scenario: String, CaseIterable, Codable {
                     .init("start_to_ready_s", .atMost, 1), .init("idle_rss_mb", .atMost, 30)]
         case .fanout:
             return [.init("sse_p99_ms", .atMost, 10), .init("redis_p99_ms", .atMost, 2), .init("keys_missed", .atMost, 0),
-                    .init("sse_missed", .atMost, 0), .init("sse_duplicated", .atMost, 0)]
+                    .init("sse_missed", .atMost, 0), .init("sse_duplicated", .atMost, 0),
+                    .init("cpu_us_per_delivery_to_bare", .atMost, 1.5)]
         case .fanout10k:
             return [.init("sse_missed", .atMost, 0), .init("sse_p99_ms", .atMost, 100), .init("peak_rss_mb", .atMost, 150),
                     .init("sse_duplicated", .atMost, 0)]
@@ -146,6 +147,8 @@ struct MachineInfo: Codable {
     var note: String
     /// What Freshet writes to: one Redis server or a cluster.
     var redis: String = "one Redis server"
+    /// Freshet processes in the latency and fan-out scenarios (`--processes`; more than one relay through Redis).
+    var processes: Int = 1
 
     static func current(fileLimit: Int) -> MachineInfo {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -163,7 +166,7 @@ struct MachineInfo: Codable {
     }
 
     var banner: String {
-        "freshet-bench on \(cores) cores (\(cpu)), \(String(format: "%.0f", memoryGB)) GiB, Linux \(kernel), open files \(fileLimit)\n\(note)\nRedis: \(redis)"
+        "freshet-bench on \(cores) cores (\(cpu)), \(String(format: "%.0f", memoryGB)) GiB, Linux \(kernel), open files \(fileLimit)\n\(note)\nRedis: \(redis)" + (processes > 1 ? "\nlatency and fan-out: \(processes) Freshet processes (http.relay: redis), subscribers spread over them" : "")
     }
 }
 

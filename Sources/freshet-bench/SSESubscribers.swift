@@ -26,7 +26,12 @@ final class SSESubscribers: @unchecked Sendable {
 
     /// Opens `count` subscriptions to `topic`, `batch` connections at a time, and waits until every one has its
     /// response head (the hub registered it).
-    init(port: Int, count: Int, expectedChanges: Int, topic: String, threads: Int = 2, batch: Int = 250) throws {
+    convenience init(port: Int, count: Int, expectedChanges: Int, topic: String, threads: Int = 2, batch: Int = 250) throws {
+        try self.init(ports: [port], count: count, expectedChanges: expectedChanges, topic: topic, threads: threads, batch: batch)
+    }
+
+    /// Subscriber `i` connects to `ports[i % ports.count]` (several Freshet processes).
+    init(ports: [Int], count: Int, expectedChanges: Int, topic: String, threads: Int = 2, batch: Int = 250) throws {
         let nice = Self.readerNice.load(ordering: .relaxed)
         receipts = (0..<count).map { _ in TimeTable(count: expectedChanges) }
         readers = (0..<threads).map { _ in Reader() }
@@ -44,7 +49,7 @@ final class SSESubscribers: @unchecked Sendable {
         while opened < count {
             let end = min(count, opened + batch)
             for i in opened..<end {
-                let fd = try LoopbackSocket.connect(port: port).get()
+                let fd = try LoopbackSocket.connect(port: ports[i % ports.count]).get()
                 _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
                 sockets.append(fd)

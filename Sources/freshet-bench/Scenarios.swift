@@ -19,6 +19,8 @@ struct BenchEnvironment {
     var log: (String) -> Void
     /// How the measured Freshet captures changes (`--source`).
     var source: CaptureSource = .notify
+    /// Freshet processes in the delivery scenarios (`--processes`); more than one run with `http.relay: redis`.
+    var processes = 1
 
     var replication: Bool { source == .replication }
     static let slot = "freshet_bench"
@@ -26,7 +28,7 @@ struct BenchEnvironment {
     static let channel = "freshet_bench"
     static let topic = "bench_items"
 
-    func config(port: Int) -> String {
+    func config(port: Int, relay: Bool = false) -> String {
         """
         postgres:
           url: "\(databaseURL)"
@@ -37,6 +39,7 @@ struct BenchEnvironment {
         \(redisConfig)
         http:
           listen: 127.0.0.1:\(port)
+          relay: \(relay ? "redis" : "none")
         log:
           level: warning
         tables:
@@ -53,6 +56,25 @@ struct BenchEnvironment {
     func startFreshet() throws -> FreshetProcess {
         let port = LoopbackSocket.freePort()
         return try FreshetProcess(executable: freshet, config: config(port: port), port: port, directory: directory)
+    }
+
+    /// `processes` Freshets; with more than one, `http.relay: redis` and the first one started is the writer (each
+    /// waited for until ready, so the election is decided in that order).
+    func startFreshets() throws -> [FreshetProcess] {
+        guard processes > 1 else { return [try startFreshet()] }
+        var started: [FreshetProcess] = []
+        do {
+            for i in 0..<processes {
+                let port = LoopbackSocket.freePort()
+                started.append(try FreshetProcess(
+                    executable: freshet, config: config(port: port, relay: true), port: port, directory: directory, name: "freshet-\(i)"
+                ))
+            }
+        } catch {
+            started.forEach { $0.stop() }
+            throw error
+        }
+        return started
     }
 
     /// Installs the triggers without starting Freshet (`freshet triggers install`), for the bare-listener ceiling.
@@ -230,29 +252,33 @@ enum Scenarios {
 
     /// `subscribers` SSE subscribers, writes paced at `rate` per second for `duration` seconds, each change on its own
     /// row whose Redis key exists: commit → key gone and commit → each subscriber's receipt.
-    static func delivery(_ env: BenchEnvironment, subscribers: Int, rate: Double, duration: Double, connections: Int) throws -> RunFigures {
+    /// With `bare`, the same fan-out is then run by `BareFanout` (the machine's floor) for the cost per delivery.
+    static func delivery(
+        _ env: BenchEnvironment, subscribers: Int, rate: Double, duration: Double, connections: Int, bare: Bool = false
+    ) throws -> RunFigures {
         let changes = Int(rate * duration)
         env.dropSlot()
         try BenchTable.create(conninfo: env.databaseURL, rows: changes)
         try env.flushRedis()
-        let freshet = try env.startFreshet()
-        defer { env.stop(freshet) }
+        let freshets = try env.startFreshets()
+        defer { freshets.reversed().forEach { env.stop($0) } }
+        let freshet = freshets[0]
         let idleRSS = freshet.rssMB
         try RedisCeiling.setKeys(env.redisTarget(), count: changes)
         let watcher = try KeyWatcher(endpoints: env.redisNodes, keys: changes)
         env.log("delivery: connecting \(subscribers) subscribers")
-        let subs = try SSESubscribers(port: freshet.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
+        let subs = try SSESubscribers(ports: freshets.map(\.port), count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
         defer { subs.close() }
         usleep(500_000)  // let the connection burst settle before reading memory
-        let subscribedRSS = freshet.rssMB
+        let subscribedRSS = freshets.reduce(0) { $0 + $1.rssMB } - idleRSS * Double(freshets.count)
         env.log("delivery: \(rate) changes/s for \(duration)s")
-        let cpuBefore = freshet.cpuSeconds
+        let cpuBefore = freshets.reduce(0) { $0 + $1.cpuSeconds }
         let start = monotonicNanos()
         let load = try WriteLoad(conninfo: env.databaseURL, connections: connections, rate: rate, changes: changes,
                                  duration: duration + 1, rows: changes).run()
         try watcher.finish(expecting: load.committed, timeout: 60)
         subs.waitForAll(load.committed, timeout: 60)
-        let cpu = freshet.cpuSeconds - cpuBefore
+        let cpu = freshets.reduce(0) { $0 + $1.cpuSeconds } - cpuBefore
         let elapsed = Double(monotonicNanos() - start) / 1e9
         var sse: [UInt64] = []
         var delivered = 0
@@ -262,7 +288,30 @@ enum Scenarios {
         }
         let redis = LatencySummary(nanos: watcher.gone.latencies(from: load.commits))
         let sseSummary = LatencySummary(nanos: sse)
-        return [
+        var figures: RunFigures = [:]
+        if bare {
+            // The floor: the same bytes to the same number of sockets by a minimal write loop, same rate.
+            env.log("delivery: the bare write loop, \(subscribers) subscribers, \(rate) changes/s")
+            let floor = try BareFanout()
+            defer { floor.close() }
+            let accepting = floor.accept(subscribers)
+            let bareSubs = try SSESubscribers(port: floor.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
+            defer { bareSubs.close() }
+            _ = accepting
+            let sent = TimeTable(count: changes)
+            let (bareCPU, unwritten) = floor.run(changes: changes, rate: rate, sent: sent)
+            bareSubs.waitForAll(changes, timeout: 30)
+            var bareLatencies: [UInt64] = []
+            for table in bareSubs.receipts { bareLatencies.append(contentsOf: table.latencies(from: sent)) }
+            let bareSSE = LatencySummary(nanos: bareLatencies)
+            let bareDeliveries = Double(changes * subscribers - unwritten)
+            figures["bare_cpu_us_per_delivery"] = bareCPU / bareDeliveries * 1e6
+            figures["bare_sse_p99_ms"] = bareSSE.p99
+            figures["bare_unwritten"] = Double(unwritten)
+            figures["cpu_us_per_delivery_to_bare"] = (cpu / Double(max(delivered, 1))) / (bareCPU / bareDeliveries)
+        }
+        return figures.merging([
+            "cpu_us_per_delivery": cpu / Double(max(delivered, 1)) * 1e6,
             "committed": Double(load.committed),
             "write_rate_per_s": load.changesPerSecond,
             "redis_p50_ms": redis.p50, "redis_p95_ms": redis.p95, "redis_p99_ms": redis.p99, "redis_max_ms": redis.max,
@@ -274,9 +323,10 @@ enum Scenarios {
             "events_per_s_delivered": Double(delivered) / elapsed,
             "cpu_core_share": cpu / elapsed,
             "idle_rss_mb": idleRSS,
-            "rss_per_idle_subscriber_kb": (subscribedRSS - idleRSS) * 1024 / Double(subscribers),
-            "peak_rss_mb": freshet.peakRSSMB,
+            "rss_per_idle_subscriber_kb": subscribedRSS * 1024 / Double(subscribers),
+            "peak_rss_mb": freshets.map(\.peakRSSMB).max() ?? 0,
+            "processes": Double(freshets.count),
             "start_to_ready_s": freshet.startToReady,
-        ]
+        ]) { a, _ in a }
     }
 }

@@ -34,7 +34,8 @@ struct RelayTests {
             let a = try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, http: Self.relay, postgres: ReplicationTests.source(slot))
             let b = try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, http: Self.relay, postgres: ReplicationTests.source(slot))
             try await a.start()
-            try await eventually("the first process is the writer") { a.app.writing }
+            // Writer and ready: its slot is made and the first start's flush is done (it would delete keys filled before).
+            try await eventually("the first process is the writer, ready") { a.app.writing && a.app.notReadyReasons.isEmpty }
             try await b.start()
             #expect(!b.app.writing, "one writer at a time")
             #expect(b.app.notReadyReasons.isEmpty, "a standby is ready")

@@ -4,6 +4,8 @@
 # freshet_stop_servers. No systemd: both servers run as plain processes under DIR.
 
 FRESHET_APT_PACKAGES="postgresql-15 postgresql-client-15 redis-server redis-tools libpq-dev libssl-dev pkg-config openssl"
+# Only the tests use these (a PgBouncer in transaction mode, curl for HTTP/2): scripts/test adds them.
+FRESHET_TEST_PACKAGES="pgbouncer curl"
 # hiredict (the maintained fork of hiredis, with TLS) is in Debian 12's bookworm-backports only.
 FRESHET_BACKPORTS_PACKAGES="libhiredict-dev"
 PG_BIN=/usr/lib/postgresql/15/bin
