@@ -35,6 +35,9 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var budget = Int.max
     private var active = false
     private var dropped = false
+    /// HTTP/1.1: where events, already framed as chunks, are written below the HTTP encoder (one shared buffer per
+    /// event, no encoding work per subscriber). Nil when the pipeline is not the expected one: the encoder is used.
+    private var raw: (context: ChannelHandlerContext, writer: RawChunkWriter)?
     /// An HTTP/2 stream (a child of the connection's channel), and its bytes written but not yet passed on.
     private var isStream = false
     private var streamPending = 0
@@ -42,6 +45,7 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isStream = context.channel.isHTTP2Stream
+        if !isStream { raw = RawChunkWriter.install(in: context.pipeline) }
         eventLoop = context.eventLoop
         connections?.add(context.channel)
     }
@@ -81,9 +85,19 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Writes one event (shared bytes), unflushed, unless the client's unsent bytes would pass the budget; then
     /// drops it. Returns whether the handler needs a `flush()`. On the event loop.
-    func writeEvent(_ buffer: ByteBuffer) -> Bool {
+    func writeEvent(_ buffer: ByteBuffer, chunk: ByteBuffer? = nil) -> Bool {
         guard active, !dropped, let context else { return false }
         let size = buffer.readableBytes
+        if let raw, raw.writer.chunked, let chunk {
+            let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+            if buffered + chunk.readableBytes > budget {
+                dropped = true
+                subscriber?.slow()
+                return false
+            }
+            raw.context.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
+            return true
+        }
         if isStream {
             // An HTTP/2 stream has no socket of its own: count what was written and not yet passed on (held back
             // by the stream's flow-control window or the connection's socket).

@@ -107,7 +107,9 @@ final class LoopWriteQueue: Sendable {
         for handler in overflowed.values { handler.dropAsSlow() }
         var touched: [ObjectIdentifier: EventStreamHandler] = [:]
         for (buffer, handlers) in entries {
-            for handler in handlers where handler.writeEvent(buffer) { touched[ObjectIdentifier(handler)] = handler }
+            // Framed once per event and loop as an HTTP/1.1 chunk, shared by every subscriber's write.
+            let chunk = RawChunkWriter.chunk(buffer)
+            for handler in handlers where handler.writeEvent(buffer, chunk: chunk) { touched[ObjectIdentifier(handler)] = handler }
         }
         for handler in touched.values { handler.flush() }
     }

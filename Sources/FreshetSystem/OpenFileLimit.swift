@@ -15,4 +15,11 @@ package enum OpenFileLimit {
         }
         return (before, Int(limit.rlim_cur))
     }
+
+    /// The soft limit in force.
+    package static func current() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        return Int(limit.rlim_cur)
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import FreshetCore
 import FreshetPostgres
 import FreshetRedis
+import FreshetSystem
 import Glibc
 import Logging
 
@@ -289,7 +290,11 @@ enum Scenarios {
         let redis = LatencySummary(nanos: watcher.gone.latencies(from: load.commits))
         let sseSummary = LatencySummary(nanos: sse)
         var figures: RunFigures = [:]
-        if bare {
+        subs.close()  // their sockets, before the floor opens as many again
+        // The floor needs two sockets per subscriber in this process (its end and the subscriber's).
+        if bare && OpenFileLimit.current() < 2 * subscribers + 256 {
+            env.log("delivery: the bare write loop skipped: it needs \(2 * subscribers + 256) open files, the limit is \(OpenFileLimit.current())")
+        } else if bare {
             // The floor: the same bytes to the same number of sockets by a minimal write loop, same rate.
             env.log("delivery: the bare write loop, \(subscribers) subscribers, \(rate) changes/s")
             let floor = try BareFanout()
