@@ -134,7 +134,8 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Sends what `writeEvent` wrote: one socket write for everything a batch held. On the event loop.
     func flush() {
-        context?.flush()
+        // From below the HTTP handlers when events went that way: a flush anywhere sends every pending write.
+        if let raw, raw.writer.chunked { raw.context.flush() } else { context?.flush() }
     }
 
     /// Writes the last bytes of the stream (a dropped subscriber's resync), from any thread.
