@@ -46,6 +46,9 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context = context
         isStream = context.channel.isHTTP2Stream
         if !isStream { raw = RawChunkWriter.install(in: context.pipeline) }
+        // A connection reads one request head and then only writes: a small fixed receive buffer, not the adaptive
+        // one NIO keeps (and may grow) per connection.
+        if !isStream { _ = try? context.channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024)) }
         eventLoop = context.eventLoop
         connections?.add(context.channel)
     }
