@@ -10,14 +10,7 @@ import Testing
 @Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"), .serialized, .redisCluster)
 struct RedisClusterIntegrationTests {
     /// `user:N` is deleted on change, `name:N` rewritten (SET) with the row's name. No hash tags: keys spread.
-    static let tables = """
-          - name: users
-            redis:
-              - key: "{prefix}:user:{id}"
-              - key: "{prefix}:name:{id}"
-                action: set
-                columns: [name]
-        """
+    static let tables = RedisRefusalTests.tables
 
     struct Context {
         let fixture: FreshetFixture

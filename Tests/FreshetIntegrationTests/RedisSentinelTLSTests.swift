@@ -5,14 +5,7 @@ import FreshetRedis
 import Testing
 
 /// `user:N` deleted on change, `name:N` rewritten with the row's name.
-private let tables = """
-      - name: users
-        redis:
-          - key: "{prefix}:user:{id}"
-          - key: "{prefix}:name:{id}"
-            action: set
-            columns: [name]
-    """
+private let tables = RedisRefusalTests.tables
 
 /// Rows whose `user:N` is still there or whose `name:N` is not the row's name, on one server.
 private func staleRows(_ redis: RedisConnection, prefix: String, databaseURL: String, rows: ClosedRange<Int>) async throws -> [Int] {
