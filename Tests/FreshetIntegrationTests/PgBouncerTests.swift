@@ -57,6 +57,7 @@ final class OwnPgBouncer: @unchecked Sendable {
             pool_mode = transaction
             default_pool_size = 4
             logfile = \(dir.path)/pgbouncer.log
+            pidfile = \(dir.path)/pgbouncer.pid
             """.write(to: dir.appendingPathComponent("pgbouncer.ini"), atomically: true, encoding: .utf8)
         try "\"postgres\" \"\"\n".write(to: dir.appendingPathComponent("users.txt"), atomically: true, encoding: .utf8)
         // PgBouncer will not run as root.
@@ -82,9 +83,12 @@ final class OwnPgBouncer: @unchecked Sendable {
     }
 
     deinit {
+        // PgBouncer itself (a child of runuser when the tests run as root: killing runuser would leave it running).
+        if let text = try? String(contentsOf: dir.appendingPathComponent("pgbouncer.pid"), encoding: .utf8),
+           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGKILL)
+        }
         if let process { kill(process.processIdentifier, SIGKILL) }
-        // runuser's child may outlive the kill of runuser itself.
-        _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", dir.appendingPathComponent("pgbouncer.ini").path])
         try? FileManager.default.removeItem(at: dir)
     }
 }
