@@ -49,7 +49,6 @@ public final class FreshetApplication: Sendable {
     let boundPortBox = BoundPort()
     /// Every HTTP connection still open when the services stopped is closed then.
     let connections: OpenConnections
-    private let isWriter: @Sendable () -> Bool
 
     /// The HTTP port once the server listens (useful with `http.listen: 127.0.0.1:0`).
     public var boundPort: Int? { boundPortBox.value }
@@ -133,7 +132,7 @@ public final class FreshetApplication: Sendable {
         let readiness = self.readiness
         let writer = self.writer
         Routes.add(
-            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: readiness.isStandby ? [] : writer.notReadyReasons) },
+            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
             options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger, maxTopics: config.http.maxTopics)
         )
         if let metrics = options.metrics {
@@ -174,7 +173,6 @@ public final class FreshetApplication: Sendable {
                 access: redis, key: relayKey, hub: hub, replay: config.http.replay, readiness: readiness, logger: logger
             ))]
         }
-        self.isWriter = { !readiness.isStandby }
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = writerSide + relayServices + [
             .init(service: http),
             .init(service: hub),
@@ -207,11 +205,11 @@ public final class FreshetApplication: Sendable {
     }
 
     /// Why `/readyz` would say 503 now; empty when ready.
-    public var notReadyReasons: [String] { readiness.reasons(redis: readiness.isStandby ? [] : writer.notReadyReasons) }
+    public var notReadyReasons: [String] { readiness.reasons(redis: writer.notReadyReasons) }
 
     /// Whether this process applies Redis operations: always with `http.relay: none`; with `redis`, while it holds
     /// the writer lock.
-    public var writing: Bool { isWriter() }
+    public var writing: Bool { !readiness.isStandby }
 }
 
 /// A problem that stops Freshet from starting, other than configuration: exit code 1, with this message.

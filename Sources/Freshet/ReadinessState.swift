@@ -25,7 +25,7 @@ final class ReadinessState: Sendable {
     /// `http.relay: redis` and another process is the writer.
     var isStandby: Bool { state.withLock { $0.standby } }
 
-    /// - Parameter redis: the Redis writer's reasons (`RedisWriter.notReadyReasons`).
+    /// - Parameter redis: the Redis writer's reasons (`RedisWriter.notReadyReasons`); not counted on a standby.
     func reasons(redis: [String]) -> [String] {
         state.withLock { parts in
             var reasons: [String] = []

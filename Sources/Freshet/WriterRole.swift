@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import FreshetPostgres
+import FreshetSystem
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -35,15 +36,11 @@ final class WriterRole: Service, @unchecked Sendable {
         let stop = Mutex(false)
         let outcome = Mutex<Result<Bool, Error>>(.success(false))
         let lock = self.lock
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await blocking {
-                    outcome.withLock { $0 = Result { try lock.acquire(stopped: { stop.withLock { $0 } }) } }
-                }
-            } onGracefulShutdown: {
-                stop.withLock { $0 = true }
-            }
-        } onCancel: {
+        await withGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "freshet-writer-lock", body: {
+                outcome.withLock { $0 = Result { try lock.acquire(stopped: { stop.withLock { $0 } }) } }
+            }, stop: { stop.withLock { $0 = true } })
+        } onGracefulShutdown: {
             stop.withLock { $0 = true }
         }
         let acquired: Bool
@@ -78,7 +75,7 @@ final class WriterRole: Service, @unchecked Sendable {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(1))
                     let held = Mutex(true)
-                    await blocking { held.withLock { $0 = lock.stillHeld() } }
+                    await runOnDedicatedThread(name: "freshet-writer-lock", body: { held.withLock { $0 = lock.stillHeld() } }, stop: {})
                     if !held.withLock({ $0 }) {
                         throw StartupError(message: "lost the writer lock (its PostgreSQL session ended); stopping so that another process takes over")
                     }
@@ -86,16 +83,6 @@ final class WriterRole: Service, @unchecked Sendable {
             }
             try await tasks.next()
             tasks.cancelAll()
-        }
-    }
-}
-
-/// Runs blocking work on a thread of its own and waits for it without holding a cooperative thread.
-func blocking(_ body: @escaping @Sendable () -> Void) async {
-    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-        Thread.detachNewThread {
-            body()
-            done.resume()
         }
     }
 }

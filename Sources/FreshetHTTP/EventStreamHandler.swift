@@ -45,10 +45,12 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isStream = context.channel.isHTTP2Stream
-        if !isStream { raw = RawChunkWriter.install(in: context.pipeline) }
-        // A connection reads one request head and then only writes: a small fixed receive buffer, not the adaptive
-        // one NIO keeps (and may grow) per connection.
-        if !isStream { _ = try? context.channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024)) }
+        if !isStream {
+            raw = RawChunkWriter.install(in: context.pipeline)
+            // A connection reads one request head and then only writes: a small fixed receive buffer, not the
+            // adaptive one NIO keeps (and may grow) per connection.
+            _ = try? context.channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
+        }
         eventLoop = context.eventLoop
         connections?.add(context.channel)
     }
@@ -90,38 +92,26 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// drops it. Returns whether the handler needs a `flush()`. On the event loop.
     func writeEvent(_ buffer: ByteBuffer, chunk: ByteBuffer? = nil) -> Bool {
         guard active, !dropped, let context else { return false }
-        let size = buffer.readableBytes
-        if let raw, raw.writer.chunked, let chunk {
-            let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
-            if buffered + chunk.readableBytes > budget {
-                dropped = true
-                subscriber?.slow()
-                return false
-            }
-            raw.context.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
-            return true
+        // HTTP/1.1 with the chunk writer: the framed chunk below the encoder; else the body part through it.
+        let below = raw?.writer.chunked == true ? chunk.map { (raw!.context, $0) } : nil
+        let size = below?.1.readableBytes ?? buffer.readableBytes
+        // Bytes not yet passed on: an HTTP/2 stream has no socket of its own, so what it wrote and is still held back
+        // (by the stream's flow-control window or the connection's socket); otherwise the socket's own.
+        let waiting = isStream ? streamPending : (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+        if waiting + size > budget {
+            dropAsSlow()
+            return false
         }
-        if isStream {
-            // An HTTP/2 stream has no socket of its own: count what was written and not yet passed on (held back
-            // by the stream's flow-control window or the connection's socket).
-            if streamPending + size > budget {
-                dropped = true
-                subscriber?.slow()
-                return false
-            }
+        if let (rawContext, chunk) = below {
+            rawContext.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
+        } else if isStream {
             streamPending += size
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.whenComplete { _ in self.streamPending -= size }
             context.write(wrapOutboundOut(.body(buffer)), promise: written)
-            return true
+        } else {
+            context.write(wrapOutboundOut(.body(buffer)), promise: nil)
         }
-        let buffered = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
-        if buffered + size > budget {
-            dropped = true
-            subscriber?.slow()
-            return false
-        }
-        context.write(wrapOutboundOut(.body(buffer)), promise: nil)
         return true
     }
 

@@ -64,14 +64,16 @@ package final class ClusterTarget: RedisTarget {
 
     private func connection(_ node: RedisNodeAddress) throws(RedisError) -> RedisConnection {
         if let existing = connections[node] { return existing }
-        do {
-            let made = try RedisConnection.connect(endpoint(node), tls: tls, timeout: timeout)
-            connections[node] = made
-            return made
-        } catch {
-            lost(node)
-            throw RedisError(code: error.code, message: "cluster node \(node): \(error.message)")
-        }
+        let made = try RedisConnection.connect(endpoint(node), tls: tls, timeout: timeout)
+        connections[node] = made
+        return made
+    }
+
+    /// What an error talking to `node` becomes: a failed connection is `lost`; an error reply (`commandFailed`)
+    /// leaves the connections as they are. Either way the message names the node (for the log and `/readyz`).
+    private func failure(_ node: RedisNodeAddress, _ error: RedisError) -> RedisError {
+        if error.code != .commandFailed { lost(node) }
+        return RedisError(code: error.code, message: "cluster node \(node): \(error.message)", reply: error.reply)
     }
 
     /// A connection failed: every connection may hold unread replies, so all are dropped; the map is asked again.
@@ -96,7 +98,7 @@ package final class ClusterTarget: RedisTarget {
             do {
                 reply = try connection(node).command(["CLUSTER", "SLOTS"])
             } catch {
-                errors.append(error.message)
+                errors.append(failure(node, error).message)
                 continue
             }
             guard let ranges = ClusterSlotsReply.ranges(reply, askedHost: node.host), !ranges.isEmpty else {
@@ -115,10 +117,11 @@ package final class ClusterTarget: RedisTarget {
         if fresh != map {
             let demoted = failedNodes.subtracting(fresh.masters)
             if mapKnown && !demoted.isEmpty {
-                masterChange = "\(demoted.map(\.description).sorted().joined(separator: ", ")) → \(fresh.masters.map(\.description).joined(separator: ", "))"
+                let failed = demoted.map(\.description).sorted().joined(separator: ", ")
+                let masters = fresh.masters.map(\.description).joined(separator: ", ")
+                masterChange = "\(failed) → \(masters)"
                 logger.warning("Redis Cluster master replaced after a connection failure (a failover)", metadata: [
-                    "failed": "\(demoted.map(\.description).sorted().joined(separator: ", "))",
-                    "masters": "\(fresh.masters.map(\.description).joined(separator: ", "))",
+                    "failed": "\(failed)", "masters": "\(masters)",
                 ])
                 failedNodes.subtract(demoted)
             }
@@ -166,8 +169,7 @@ package final class ClusterTarget: RedisTarget {
                     try c.flush()
                     sent.append((node, indices, c))
                 } catch {
-                    lost(node)
-                    throw RedisError(code: .connectionLost, message: error.message.hasPrefix("cluster node") ? error.message : "cluster node \(node): \(error.message)")
+                    throw failure(node, error)
                 }
             }
             var retry = unserved
@@ -179,8 +181,7 @@ package final class ClusterTarget: RedisTarget {
                         if asking[i] != nil { _ = try c.reply() }
                         reply = try c.reply()
                     } catch {
-                        lost(node)
-                        throw RedisError(code: .connectionLost, message: "cluster node \(node): \(error.message)")
+                        throw failure(node, error)
                     }
                     replies[i] = reply
                     guard case .error(let text) = reply else {
@@ -203,10 +204,10 @@ package final class ClusterTarget: RedisTarget {
                             asking[i] = redirect.address
                         }
                         retry.append(i)
-                    } else if ["TRYAGAIN", "CLUSTERDOWN", "LOADING"].contains(RedisErrorReply(text).word) {
-                        observer?.redirected(kind: RedisErrorReply(text).word.lowercased())
+                    } else if case let word = RedisErrorReply(text).word, ["TRYAGAIN", "CLUSTERDOWN", "LOADING"].contains(word) {
+                        observer?.redirected(kind: word.lowercased())
                         asking[i] = nil
-                        if RedisErrorReply(text).word == "CLUSTERDOWN" { refreshDue = true }
+                        if word == "CLUSTERDOWN" { refreshDue = true }
                         retry.append(i)
                         backoff = true
                     }
@@ -232,8 +233,7 @@ package final class ClusterTarget: RedisTarget {
                     do {
                         (cursor, names) = try connection(master).scan(cursor, pattern)
                     } catch {
-                        if error.code != .commandFailed { lost(master) }
-                        throw RedisError(code: error.code, message: "cluster node \(master): \(error.message)", reply: error.reply)
+                        throw failure(master, error)
                     }
                     guard !names.isEmpty else { continue }
                     // One key per UNLINK: keys of one node may be in different slots (CROSSSLOT), or moving.
@@ -259,8 +259,7 @@ package final class ClusterTarget: RedisTarget {
             do {
                 reply = try connection(master).command(["PING"])
             } catch {
-                lost(master)
-                throw RedisError(code: error.code, message: error.message.hasPrefix("cluster node") ? error.message : "cluster node \(master): \(error.message)")
+                throw failure(master, error)
             }
             failedNodes.remove(master)
             if case .error(let text) = reply {

@@ -214,8 +214,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
                     try t.target.check()
                     t.connected = true
                 } catch {
-                    let fault: RedisWriterState.Fault = error.reply.map { .notNow($0) } ?? .unreachable(error.message)
-                    if fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
+                    if fail(&t, .init(error), stopping: taken.stopping, pastDeadline: pastDeadline) { continue } else { break }
                 }
             }
 
@@ -406,7 +405,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
                 do {
                     try relay.append(t.backlog[0..<count].map(\.job), on: t.target)
                 } catch {
-                    return error.reply.map { .notNow($0) } ?? .unreachable("relay stream: \(error.message)")
+                    return .init(error, context: "relay stream")
                 }
             }
             t.history.record(t.backlog[0..<count].flatMap(\.job.operations), now: .now)
@@ -459,13 +458,12 @@ package final class RedisWriter: Service, @unchecked Sendable {
         } catch {
             t.connected = false
             t.target.reset()
-            if let reply = error.reply {
-                // A server that refuses PING (LOADING, NOAUTH after a restart, …) is not writable either.
-                _ = t.state.failed(.notNow(reply), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
-            } else {
-                if t.state.fault == nil { logger.warning("Redis does not answer PING", metadata: ["error": "\(error.message)"]) }
-                _ = t.state.failed(.unreachable(error.message), now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
+            // A server that refuses PING (LOADING, NOAUTH after a restart, …) is not writable either.
+            let fault = RedisWriterState.Fault(error)
+            if case .unreachable = fault, t.state.fault == nil {
+                logger.warning("Redis does not answer PING", metadata: ["error": "\(error.message)"])
             }
+            _ = t.state.failed(fault, now: .now, hasBacklog: false, stopping: false, pastDeadline: false)
         }
         t.lastActivity = .now
         publish(t.state)
@@ -489,7 +487,7 @@ package final class RedisWriter: Service, @unchecked Sendable {
             let result = try executor.run(RedisBatch.steps(for: [RedisJob(operations: operations, event: nil)]), on: t.target)
             if let reply = result.notNow { return .notNow(reply) }
         } catch {
-            return error.reply.map { .notNow($0) } ?? .unreachable(error.message)
+            return .init(error)
         }
         if t.target.masterChange != change { return nil }  // changed again during the replay: replay again
         t.target.masterChange = nil

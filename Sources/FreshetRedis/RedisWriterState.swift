@@ -21,6 +21,16 @@ package struct RedisWriterState: Sendable {
         /// Redis refused the commands of a gap repair (its SCAN or UNLINK).
         case repairRefused(RedisErrorReply)
 
+        /// A failed attempt's fault: "not now" when Redis answered with an error reply, else unreachable (`context`
+        /// prefixes the message).
+        package init(_ error: RedisError, context: String? = nil) {
+            if let reply = error.reply {
+                self = .notNow(reply)
+            } else {
+                self = .unreachable(context.map { "\($0): \(error.message)" } ?? error.message)
+            }
+        }
+
         /// For `/readyz` and the log.
         package var reason: String {
             switch self {

@@ -27,8 +27,36 @@ final class BareFanout: @unchecked Sendable {
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// What the floor cost and how fast its bytes arrived.
+    struct Measurement {
+        /// The writing thread's CPU seconds per delivery.
+        var cpuPerDelivery: Double
+        var sse: LatencySummary
+        /// Deliveries a socket could not take at once (not counted as delivered).
+        var unwritten: Int
+    }
+
+    /// The whole floor: `subscribers` SSE subscribers (the bench's own client) on a bare loop that writes `changes`
+    /// events at `rate` per second.
+    static func measure(subscribers: Int, changes: Int, rate: Double) throws -> Measurement {
+        let floor = try BareFanout()
+        defer { floor.close() }
+        floor.accept(subscribers)
+        let clients = try SSESubscribers(port: floor.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
+        defer { clients.close() }
+        let sent = TimeTable(count: changes)
+        let (cpu, unwritten) = floor.run(changes: changes, rate: rate, sent: sent)
+        clients.waitForAll(changes, timeout: 30)
+        var latencies: [UInt64] = []
+        for table in clients.receipts { latencies.append(contentsOf: table.latencies(from: sent)) }
+        return Measurement(
+            cpuPerDelivery: cpu / Double(max(changes * subscribers - unwritten, 1)), sse: LatencySummary(nanos: latencies),
+            unwritten: unwritten
+        )
+    }
+
     /// Accepts `count` subscribers (each sends its request; each gets the response head), on a thread of its own.
-    func accept(_ count: Int) -> Thread {
+    func accept(_ count: Int) {
         let head = Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
         let thread = Thread { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
@@ -48,7 +76,6 @@ final class BareFanout: @unchecked Sendable {
             }
         }
         thread.start()
-        return thread
     }
 
     /// Writes `changes` events at `rate` per second to every subscriber; returns when each event went out (`sent[i]`)

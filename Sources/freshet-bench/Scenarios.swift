@@ -271,7 +271,7 @@ enum Scenarios {
         let subs = try SSESubscribers(ports: freshets.map(\.port), count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
         defer { subs.close() }
         usleep(500_000)  // let the connection burst settle before reading memory
-        let subscribedRSS = freshets.reduce(0) { $0 + $1.rssMB } - idleRSS * Double(freshets.count)
+        let subscribersRSS = freshets.reduce(0) { $0 + $1.rssMB } - idleRSS * Double(freshets.count)
         env.log("delivery: \(rate) changes/s for \(duration)s")
         let cpuBefore = freshets.reduce(0) { $0 + $1.cpuSeconds }
         let start = monotonicNanos()
@@ -289,34 +289,26 @@ enum Scenarios {
         }
         let redis = LatencySummary(nanos: watcher.gone.latencies(from: load.commits))
         let sseSummary = LatencySummary(nanos: sse)
+        let cpuPerDelivery = cpu / Double(max(delivered, 1))
         var figures: RunFigures = [:]
         subs.close()  // their sockets, before the floor opens as many again
-        // The floor needs two sockets per subscriber in this process (its end and the subscriber's).
-        if bare && OpenFileLimit.current() < 2 * subscribers + 256 {
-            env.log("delivery: the bare write loop skipped: it needs \(2 * subscribers + 256) open files, the limit is \(OpenFileLimit.current())")
-        } else if bare {
-            // The floor: the same bytes to the same number of sockets by a minimal write loop, same rate.
-            env.log("delivery: the bare write loop, \(subscribers) subscribers, \(rate) changes/s")
-            let floor = try BareFanout()
-            defer { floor.close() }
-            let accepting = floor.accept(subscribers)
-            let bareSubs = try SSESubscribers(port: floor.port, count: subscribers, expectedChanges: changes, topic: BenchEnvironment.topic)
-            defer { bareSubs.close() }
-            _ = accepting
-            let sent = TimeTable(count: changes)
-            let (bareCPU, unwritten) = floor.run(changes: changes, rate: rate, sent: sent)
-            bareSubs.waitForAll(changes, timeout: 30)
-            var bareLatencies: [UInt64] = []
-            for table in bareSubs.receipts { bareLatencies.append(contentsOf: table.latencies(from: sent)) }
-            let bareSSE = LatencySummary(nanos: bareLatencies)
-            let bareDeliveries = Double(changes * subscribers - unwritten)
-            figures["bare_cpu_us_per_delivery"] = bareCPU / bareDeliveries * 1e6
-            figures["bare_sse_p99_ms"] = bareSSE.p99
-            figures["bare_unwritten"] = Double(unwritten)
-            figures["cpu_us_per_delivery_to_bare"] = (cpu / Double(max(delivered, 1))) / (bareCPU / bareDeliveries)
+        if bare {
+            // The floor: the same bytes to the same number of sockets by a minimal write loop, same rate. It needs two
+            // sockets per subscriber in this process (its end and the subscriber's).
+            let needed = 2 * subscribers + 256
+            if OpenFileLimit.current() < needed {
+                env.log("delivery: the bare write loop skipped: it needs \(needed) open files, the limit is \(OpenFileLimit.current())")
+            } else {
+                env.log("delivery: the bare write loop, \(subscribers) subscribers, \(rate) changes/s")
+                let floor = try BareFanout.measure(subscribers: subscribers, changes: changes, rate: rate)
+                figures["bare_cpu_us_per_delivery"] = floor.cpuPerDelivery * 1e6
+                figures["bare_sse_p99_ms"] = floor.sse.p99
+                figures["bare_unwritten"] = Double(floor.unwritten)
+                figures["cpu_us_per_delivery_to_bare"] = cpuPerDelivery / floor.cpuPerDelivery
+            }
         }
         return figures.merging([
-            "cpu_us_per_delivery": cpu / Double(max(delivered, 1)) * 1e6,
+            "cpu_us_per_delivery": cpuPerDelivery * 1e6,
             "committed": Double(load.committed),
             "write_rate_per_s": load.changesPerSecond,
             "redis_p50_ms": redis.p50, "redis_p95_ms": redis.p95, "redis_p99_ms": redis.p99, "redis_max_ms": redis.max,
@@ -328,7 +320,7 @@ enum Scenarios {
             "events_per_s_delivered": Double(delivered) / elapsed,
             "cpu_core_share": cpu / elapsed,
             "idle_rss_mb": idleRSS,
-            "rss_per_idle_subscriber_kb": subscribedRSS * 1024 / Double(subscribers),
+            "rss_per_idle_subscriber_kb": subscribersRSS * 1024 / Double(subscribers),
             "peak_rss_mb": freshets.map(\.peakRSSMB).max() ?? 0,
             "processes": Double(freshets.count),
             "start_to_ready_s": freshet.startToReady,

@@ -7,11 +7,8 @@ import Testing
 /// connections past `http.max_connections` get 503, and a subscription naming more than `http.max_topics` topics 400.
 @Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"))
 struct ConnectionBoundsTests {
-    static let tables = """
-          - name: users
-            redis:
-              - key: "{prefix}:user:{id}"
-        """
+    /// `user:N` deleted on change.
+    static let tables = FaultTests.tables
 
     func withFreshet(http: String, _ body: (FreshetFixture) async throws -> Void) async throws {
         try await TestServers.withDatabase { url in

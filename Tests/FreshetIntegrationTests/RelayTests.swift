@@ -8,11 +8,8 @@ import Testing
 /// events through a Redis Stream, every process serving them with the same ids, resume on any process, takeover.
 @Suite(.enabled(if: TestServers.enabled, "needs DATABASE_URL and REDIS_URL (scripts/test)"), .serialized)
 struct RelayTests {
-    static let tables = """
-          - name: users
-            redis:
-              - key: "{prefix}:user:{id}"
-        """
+    /// `user:N` deleted on change.
+    static let tables = FaultTests.tables
     static let relay = "  relay: redis\n  relay_takeover: 2"
 
     func ids(_ client: SSEClient) -> [String] { client.changes.compactMap(\.id) }
