@@ -2,8 +2,9 @@ import FreshetCore
 import FreshetPostgres
 import Logging
 
-/// Turns one notification into a plan: decode, find the table, read the row back if the payload was cut, plan.
-/// Shared by `run` and `tail`.
+/// Turns one notification into plans: decode, find the table, read the row back if the payload was cut, plan.
+/// Shared by `run` and `tail`; runs on the listener's thread (a read-back blocks it, and PostgreSQL queues the
+/// notifications meanwhile).
 struct ChangeProcessor: Sendable {
     let catalog: TableCatalog
     let queries: PostgresQueryConnection
@@ -13,7 +14,7 @@ struct ChangeProcessor: Sendable {
 
     /// The plans for a notification's changes (a statement's rows), or none when it was rejected (logged and
     /// counted).
-    func process(_ payload: String) async -> [ChangePlan] {
+    func process(_ payload: String) -> [ChangePlan] {
         let changes: [Change]
         do {
             changes = try PayloadDecoder.decode(payload)
@@ -40,7 +41,7 @@ struct ChangeProcessor: Sendable {
         plans.reserveCapacity(changes.count)
         for var change in changes {
             if Planner.needsReadBack(change, table: table) {
-                guard let row = await readBack(change, table: table) else {
+                guard let row = readBack(change, table: table) else {
                     plans.append(Planner.planIncomplete(change, table: table))
                     continue
                 }
@@ -61,10 +62,10 @@ struct ChangeProcessor: Sendable {
     /// Reads back by key the row of a change whose row data was cut to fit the notification: the row, `.some(nil)`
     /// when the row is gone, `nil` when it could not be read (then its keys are deleted, not rewritten, and the event
     /// is marked incomplete).
-    private func readBack(_ change: Change, table: ResolvedTable) async -> JSONObject?? {
+    private func readBack(_ change: Change, table: ResolvedTable) -> JSONObject?? {
         let key = (change.new ?? change.old ?? [:]).projected(table.keyColumns)
         do {
-            return try await queries.run { connection throws(PostgresError) in
+            return try queries.runBlocking { connection throws(PostgresError) in
                 try RowReader.read(table, key: key, on: connection)
             }
         } catch {

@@ -33,7 +33,8 @@ public struct RunOptions: Sendable {
     }
 }
 
-/// A whole Freshet process: listener → pipeline → Redis writer → publisher → hub → HTTP, as one `ServiceGroup`.
+/// A whole Freshet process: source (notify or replication) → Redis writer → publisher → hub → HTTP, as one
+/// `ServiceGroup`.
 ///
 /// The CLI's `run` and the integration tests both build it with `FreshetApplication(config:options:logger:)`.
 public final class FreshetApplication: Sendable {
@@ -109,16 +110,16 @@ public final class FreshetApplication: Sendable {
             durable: replication, onApplied: onApplied, relay: relayStream
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
-        // One pipeline per source; everything after it (writer, publisher, hub) is shared.
+        // One source; everything after it (the `ChangeSink`, writer, publisher, hub) is shared.
         let pipeline: any Service
         if replication {
             readiness.update { $0.replication = true }
-            pipeline = ReplicationPipeline(
+            pipeline = ReplicationSource(
                 config: config, redis: redis, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger,
                 metrics: metrics, stats: stats, positions: positions
             )
         } else {
-            pipeline = ChangePipeline(
+            pipeline = NotifySource(
                 config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
                 installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
             )
@@ -153,13 +154,13 @@ public final class FreshetApplication: Sendable {
             logger: logger
         )
         // Shutdown runs in reverse: the hub first (ends every SSE stream, or the HTTP server would wait for them), then
-        // HTTP, the listener, the pipeline (ends when the listener's events end), the writer (drains), and the
+        // HTTP, the source (stops its connection after handing on what it received), the writer (drains), and the
         // publisher last (ends when the writer's completions end).
         var writerSide: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: publisher),
             .init(service: writer),
             .init(service: pipeline),
-        ] + (replication ? [] : [.init(service: listener)])
+        ]
         var relayServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if relayed {
             let lock = WriterLock(

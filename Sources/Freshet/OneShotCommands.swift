@@ -151,23 +151,16 @@ package enum OneShotCommands {
             return
         }
         let listener = PostgresListener(conninfo: config.postgres.url, channel: config.postgres.channel, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await listener.run() }
-            group.addTask {
-                for await event in listener.events {
-                    guard case .notification(let payload) = event else { continue }
-                    for plan in await processor.process(payload) {
-                        var object = plan.event.json
-                        object["operations"] = .array(plan.operations.map { op in
-                            .object(["action": .string(op.action), "key": .string(op.key)])
-                        })
-                        print(JSONValue.object(object).jsonText)
-                    }
-                }
+        // Planned and printed on the listener's thread, until cancelled.
+        await listener.run { event in
+            guard case .notification(let payload) = event else { return }
+            for plan in processor.process(payload) {
+                var object = plan.event.json
+                object["operations"] = .array(plan.operations.map { op in
+                    .object(["action": .string(op.action), "key": .string(op.key)])
+                })
+                print(JSONValue.object(object).jsonText)
             }
-            try await group.next()
-            listener.stop()
-            group.cancelAll()
         }
     }
 }

@@ -7,16 +7,3 @@ package enum ListenerEvent: Sendable, Equatable {
     /// The connection was lost; notifications sent until the next `connected` are gone.
     case disconnected(reason: String)
 }
-
-/// The listener's events as an `AsyncSequence`, fed by its thread through a bounded buffer.
-package struct ListenerEvents: AsyncSequence, Sendable {
-    package typealias Element = ListenerEvent
-    let buffer: HandoffBuffer<ListenerEvent>
-
-    package struct AsyncIterator: AsyncIteratorProtocol {
-        let buffer: HandoffBuffer<ListenerEvent>
-        package mutating func next() async -> ListenerEvent? { await buffer.next() }
-    }
-
-    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
-}

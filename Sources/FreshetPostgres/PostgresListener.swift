@@ -3,18 +3,17 @@ import FreshetCore
 import FreshetSystem
 import Glibc
 import Logging
-import ServiceLifecycle
 import Synchronization
 
-/// Holds Freshet's one LISTEN connection and reports what arrives as `events`.
+/// Holds Freshet's one LISTEN connection and hands what arrives to a handler **on the connection's own thread**.
 ///
 /// The connection lives on a thread of its own: `poll()` on the libpq socket and a wake-up eventfd,
-/// `PQconsumeInput`, then every buffered notification is pushed into a bounded buffer. When the connection fails it
+/// `PQconsumeInput`, then every buffered notification goes to the handler, in order. The handler decodes and plans
+/// there (no hand-off to another thread or task before the Redis writer); while it works, PostgreSQL keeps the
+/// notifications queued, so nothing is dropped and Freshet's memory stays bounded. When the connection fails it
 /// reports `disconnected`, reconnects with capped exponential backoff and jitter, and LISTENs again. While idle it runs
-/// a cheap `SELECT 1` every `checkInterval` seconds, so a dead peer is noticed even where keepalives are slow.
-package final class PostgresListener: Service, Sendable {
-    package let events: ListenerEvents
-    private let buffer: HandoffBuffer<ListenerEvent>
+/// a cheap health check every `checkInterval` seconds, so a dead peer is noticed even where keepalives are slow.
+package final class PostgresListener: Sendable {
     private let conninfo: String
     private let channel: String
     private let checkInterval: Double
@@ -30,13 +29,11 @@ package final class PostgresListener: Service, Sendable {
 
     /// - Parameters:
     ///   - conninfo: a libpq URL or key=value string.
-    ///   - capacity: events buffered before the thread stops reading (PostgreSQL then queues them). The consumer
-    ///     never waits for Redis, so this only fills while the pipeline itself is busy.
     ///   - checkInterval: seconds between health checks; a check that gets no answer within twice this ends the
     ///     connection.
     ///   - onQueueUsage: `pg_notification_queue_usage()` from each health check.
     package init(
-        conninfo: String, channel: String, capacity: Int = 4096, checkInterval: Double = 5, logger: Logger,
+        conninfo: String, channel: String, checkInterval: Double = 5, logger: Logger,
         onQueueUsage: @escaping @Sendable (Double) -> Void = { _ in }
     ) {
         self.conninfo = conninfo
@@ -44,31 +41,26 @@ package final class PostgresListener: Service, Sendable {
         self.checkInterval = checkInterval
         self.onQueueUsage = onQueueUsage
         self.logger = logger
-        self.buffer = HandoffBuffer(capacity: capacity)
-        self.events = ListenerEvents(buffer: buffer)
     }
 
     /// The backend pid of the LISTEN session while connected.
     package var backendPID: Int32? { state.withLock { $0.backendPID } }
 
-    package func run() async throws {
-        await withGracefulShutdownHandler {
-            await runOnDedicatedThread(name: "freshet-listen", body: { self.loop() }, stop: { self.stop() })
-        } onGracefulShutdown: {
-            self.stop()
-        }
+    /// Runs the connection on a thread of its own until `stop()` (or cancellation), calling `handle` on that thread
+    /// with each event, in order. Returns once the thread has ended: no call to `handle` comes after.
+    package func run(_ handle: @escaping @Sendable (ListenerEvent) -> Void) async {
+        await runOnDedicatedThread(name: "freshet-listen", body: { self.loop(handle) }, stop: { self.stop() })
     }
 
-    /// Ends the thread and the event sequence.
+    /// Ends the thread after the event being handled, if any.
     package func stop() {
         state.withLock { $0.stopping = true }
         wake.signal()
-        buffer.cancel()
     }
 
     private var stopping: Bool { state.withLock { $0.stopping } }
 
-    private func loop() {
+    private func loop(_ handle: (ListenerEvent) -> Void) {
         var backoff = Backoff(base: 0.1, cap: 5)
         var everConnected = false
         let redacted = Redaction.connectionString(conninfo)
@@ -88,20 +80,19 @@ package final class PostgresListener: Service, Sendable {
             backoff.reset()
             state.withLock { $0.backendPID = connection.backendPID }
             let reconnected = everConnected
-            let reason = serve(connection) { [self] in
+            let reason = serve(connection, handle: handle) { [self] in
                 // The probe came back: LISTEN really delivers. Only now is the listener up.
                 logger.info(reconnected ? "LISTEN connection re-established" : "listening for changes", metadata: [
                     "channel": "\(channel)", "backend_pid": "\(connection.backendPID)",
                 ])
                 everConnected = true
-                return buffer.push(.connected(backendPID: connection.backendPID, reconnected: reconnected))
+                handle(.connected(backendPID: connection.backendPID, reconnected: reconnected))
             }
             state.withLock { $0.backendPID = nil }
             if stopping { break }
             logger.error("LISTEN connection lost; reconnecting", metadata: ["error": "\(reason)"])
-            guard buffer.push(.disconnected(reason: reason)) else { break }
+            handle(.disconnected(reason: reason))
         }
-        buffer.finish()
     }
 
     /// Payloads of the self-check probe start with this; they are never passed on.
@@ -111,7 +102,7 @@ package final class PostgresListener: Service, Sendable {
     ///
     /// First it sends itself a probe NOTIFY and calls `verified` when the probe arrives: behind a transaction-mode
     /// PgBouncer, or on a standby, LISTEN never delivers, and that is reported instead of a silently dead listener.
-    private func serve(_ connection: PGConnection, verified: () -> Bool) -> String {
+    private func serve(_ connection: PGConnection, handle: (ListenerEvent) -> Void, verified: () -> Void) -> String {
         var lastCheck = ContinuousClock.now
         var queueWarned = false
         var probe: String?
@@ -128,23 +119,23 @@ package final class PostgresListener: Service, Sendable {
         } catch {
             return "self-check NOTIFY failed: \(error.message) (Freshet must connect to the primary)"
         }
-        /// Passes on what libpq has buffered; false when the listener must stop.
-        func drain() -> Bool {
+        /// Hands on what libpq has buffered.
+        func drain() {
             for notification in connection.drainNotifications() where notification.channel == channel {
                 if notification.payload.hasPrefix(Self.probePrefix) {
                     if notification.payload == probe {
                         probe = nil
-                        guard verified() else { return false }
+                        verified()
                     }
                     continue
                 }
-                guard buffer.push(.notification(notification.payload)) else { return false }
+                handle(.notification(notification.payload))
             }
-            return true
         }
         while !stopping {
             // A query on this connection (the probe, the health check) may have buffered notifications already.
-            guard drain() else { return "" }
+            drain()
+            if stopping { return "" }
             var fds = [
                 pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),

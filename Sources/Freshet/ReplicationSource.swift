@@ -8,15 +8,16 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The replication source's stage (`postgres.source: replication`): resolves the tables and checks their replica
+/// The `replication` source (`postgres.source: replication`): resolves the tables and checks their replica
 /// identities, then runs the `ReplicationReader` and, on its thread, turns each committed transaction into Redis jobs
-/// handed straight to the writer (decode and plan where the data arrives: no other hand-off).
+/// handed straight to the writer through the shared `ChangeSink` (decode and plan where the data arrives: no other
+/// hand-off).
 ///
 /// Each change's event id is `LSN-N` (commit LSN, 1-based index in the transaction): the same after any restart. A
 /// transaction is confirmed to the slot only once Redis applied its jobs and every earlier one's (`RedisWriter`'s
 /// `onApplied`), and only after the position and the last event id before it were stored in Redis
 /// (`freshet:{slot}:position`), which is what lets a `Last-Event-ID` resume across restarts be proven complete.
-final class ReplicationPipeline: Service {
+final class ReplicationSource: Service {
     let config: FreshetConfig
     let writer: RedisWriter
     let hub: EventHub
@@ -65,9 +66,10 @@ final class ReplicationPipeline: Service {
             maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
         )
         settings.stored = marker.map { ($0.lsn, $0.lastEvent) }
+        let sink = ChangeSink(catalog: catalog, config: config, writer: writer, readiness: readiness, metrics: metrics, logger: logger)
         let reader = ReplicationReader(
             settings: settings,
-            hooks: hooks(catalog: catalog, marker: marker, fatal: fatal),
+            hooks: hooks(sink: sink, marker: marker, fatal: fatal),
             logger: logger
         )
         await withGracefulShutdownHandler {
@@ -81,12 +83,9 @@ final class ReplicationPipeline: Service {
     }
 
     private func start() async throws -> TableCatalog {
-        let catalog = try await TableCatalog.resolve(config, using: queries, logger: logger, replication: true) { [readiness] message in
-            readiness.update { $0.startError = message }
-        }
-        readiness.update { $0.startError = nil }
-        writer.configureRepair(patterns: ChangePipeline.repairPatterns(catalog), flush: config.onGap == .flush)
-        hub.setTableShapes(Dictionary(catalog.tables.map { ($0.name, $0.topics.map(\.topicShape)) }, uniquingKeysWith: { a, _ in a }))
+        let catalog = try await ChangeSink.prepare(
+            config: config, queries: queries, writer: writer, hub: hub, readiness: readiness, logger: logger, replication: true
+        )
         let installed = try? await queries.run { connection throws(PostgresError) in
             try connection.query(
                 "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = ANY ($1::text[])",
@@ -114,16 +113,10 @@ final class ReplicationPipeline: Service {
         }
     }
 
-    private func hooks(catalog: TableCatalog, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
-        let planner = TransactionPlanner(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
+    private func hooks(sink: ChangeSink, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
+        let planner = TransactionPlanner(catalog: sink.catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
         return ReplicationHooks(
             streaming: { [self] gap, confirmed, server in
-                // One update: the repair is pending from the moment the stream counts as up (never ready between).
-                readiness.update {
-                    $0.listening = true
-                    if gap != nil { $0.repairsPending += 1 }
-                }
-                metrics.listenConnected(true)
                 // Resumes from here on are complete: the slot sends everything after its confirmed position again,
                 // and nothing between the stored last event and that position was an event. The marker counts only
                 // when it is not behind the slot (Redis may have lost its newest write) and no gap came between.
@@ -131,18 +124,10 @@ final class ReplicationPipeline: Service {
                 if gap == nil, let marker, marker.lsn >= confirmed, let event = marker.lastEvent, event < floor { floor = event }
                 // With the relay, every process's floor comes from the relay stream (`RelayReader`).
                 if config.http.relay == .none { hub.setResumeFloor(floor, ceiling: server, gap: gap != nil) }
-                if var gap {
-                    // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
-                    if gap == "slot_created" && marker != nil { gap = "slot_lost" }
-                    metrics.gapRecorded(cause: gap)
-                    logger.warning("changes before the replication slot was made cannot be replayed; repairing", metadata: ["gap": "\(gap)"])
-                    ChangePipeline.submitRepair(catalog, cause: gap, config: config, writer: writer, readiness: readiness, counted: true)
-                }
+                // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
+                sink.sourceUp(gap: gap == "slot_created" && marker != nil ? "slot_lost" : gap)
             },
-            disconnected: { [self] _ in
-                readiness.update { $0.listening = false }
-                metrics.listenConnected(false)
-            },
+            disconnected: { _ in sink.sourceDown() },
             transaction: { [self] piece, handedEarlier, tick in
                 var jobs = planner.jobs(for: piece, tick: tick)
                 let lastEvent = jobs.last { $0.event != nil }?.event?.id
@@ -152,7 +137,7 @@ final class ReplicationPipeline: Service {
                     jobs[jobs.count - 1].confirms = .transaction(piece.commit)
                 }
                 guard !jobs.isEmpty else { return (false, nil) }
-                writer.submit(jobs)
+                sink.submit(jobs)
                 return (true, lastEvent)
             },
             canTakeMore: { [self] in writer.pending < config.redis.maxPending },
