@@ -111,14 +111,23 @@ public enum TriggerSQL {
 
     /// The trigger function. Arguments: channel, ignored columns, minimal columns, row columns (`*` for all).
     ///
-    /// Runs once per statement. Old and new rows of an UPDATE are paired by their position in the transition tables
-    /// (PostgreSQL fills both in the same order), so a row whose key changed keeps its old and new key. Each row becomes
-    /// `{"old":…,"new":…}`; rows are packed into notifications of at most `payloadLimit` bytes:
-    /// `{"v":1,"op":…,"schema":…,"table":…,"at":…,"rows":[…]}`.
+    /// Runs once per statement. Each row becomes `{"old":…,"new":…}` holding only the row columns; rows are packed
+    /// into notifications of at most `payloadLimit` bytes: `{"v":1,"op":…,"schema":…,"table":…,"at":…,"rows":[…]}`.
     ///
+    /// A statement of **one row** (most writes) takes a short path: one query, no cursor, no subtransaction; only
+    /// total functions run there (`to_jsonb` of stored values, `jsonb` minus keys, text concatenation), so it cannot
+    /// fail on the application's data. Measured per single-row UPDATE (`scripts/bench-write-cost`, docs/benchmarks.md)
+    /// that path costs about a third of the general one.
+    ///
+    /// The general path (several rows, or one too large to fit) pairs old and new rows of an UPDATE by their position
+    /// in the transition tables (PostgreSQL fills both in the same order), so a row whose key changed keeps its old and
+    /// new key; it reads the rows through a cursor, so a statement of millions of rows is streamed, not held in memory.
     /// It never makes the application's write fail: a row too large to fit is cut down to the minimal columns
     /// (`"partial":true` on that row), and one that still does not fit (or any error) becomes one key-less
     /// `"overflow":true` notification for the statement (Freshet invalidates the whole table) and a WARNING.
+    ///
+    /// The columns left out (`dropped`) are read from the statement's first row, not from the catalog: every row of a
+    /// statement has the same columns, and a catalog query per statement cost more than the rest of the short path.
     static let functionDefinition = """
         CREATE OR REPLACE FUNCTION "freshet"."notify_change"() RETURNS trigger
         LANGUAGE plpgsql
@@ -128,9 +137,9 @@ public enum TriggerSQL {
           channel text := TG_ARGV[0];
           ignored text[] := TG_ARGV[1]::text[];
           minimal text[] := TG_ARGV[2]::text[];
-          wanted text := TG_ARGV[3];
+          wanted text[] := CASE WHEN TG_ARGV[3] = '*' THEN NULL ELSE TG_ARGV[3]::text[] END;
           dropped text[] := '{}';
-          head jsonb;
+          head text;
           prefix text;
           room integer;
           pending refcursor;
@@ -138,19 +147,61 @@ public enum TriggerSQL {
           buffer text := '';
           overflow boolean := false;
         BEGIN
-          head := jsonb_build_object('v', 1, 'op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-                                     'at', clock_timestamp());
+          -- The notification's head without its closing brace: {"v":1,"op":…,"schema":…,"table":…,"at":…
+          head := '{"v":1,"op":"' || lower(TG_OP) || '","schema":' || to_json(TG_TABLE_SCHEMA::text)::text
+                  || ',"table":' || to_json(TG_TABLE_NAME::text)::text || ',"at":' || to_json(clock_timestamp())::text;
           IF TG_OP = 'TRUNCATE' THEN
-            PERFORM pg_notify(channel, head::text);
+            PERFORM pg_notify(channel, head || '}');
             RETURN NULL;
           END IF;
-          BEGIN
-            IF wanted <> '*' THEN
-              SELECT coalesce(array_agg(a.attname::text), '{}') INTO dropped FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND NOT (a.attname::text = ANY (wanted::text[]));
+          prefix := head || ',"rows":[';
+          room := \(payloadLimit) - octet_length(prefix) - 2;
+          -- One row: one query, no cursor, no subtransaction. NULL item: an UPDATE of ignored columns only.
+          IF TG_OP = 'INSERT' THEN
+            IF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
+              SELECT jsonb_build_object('old', NULL, 'new', n.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
+                       ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END)::text
+              INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n;
+              IF octet_length(item) <= room THEN
+                PERFORM pg_notify(channel, prefix || item || ']}');
+                RETURN NULL;
+              END IF;
             END IF;
-            prefix := left(head::text, -1) || ', "rows": [';
-            room := \(payloadLimit) - octet_length(prefix) - 2;
+          ELSIF TG_OP = 'DELETE' THEN
+            IF (SELECT count(*) FROM (SELECT FROM freshet_old LIMIT 2) r) = 1 THEN
+              SELECT jsonb_build_object('old', o.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
+                       ELSE ARRAY(SELECT k FROM jsonb_object_keys(o.j) k WHERE NOT (k = ANY (wanted))) END, 'new', NULL)::text
+              INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o;
+              IF octet_length(item) <= room THEN
+                PERFORM pg_notify(channel, prefix || item || ']}');
+                RETURN NULL;
+              END IF;
+            END IF;
+          ELSIF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
+            SELECT CASE WHEN (o.j - ignored) IS DISTINCT FROM (n.j - ignored) THEN
+                     jsonb_build_object('old', o.j - d.keys, 'new', n.j - d.keys)::text END
+            INTO item
+            FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o, (SELECT to_jsonb(t) AS j FROM freshet_new t) n,
+                 LATERAL (SELECT CASE WHEN wanted IS NULL THEN '{}'::text[]
+                          ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END AS keys) d;
+            IF item IS NULL THEN
+              RETURN NULL;
+            END IF;
+            IF octet_length(item) <= room THEN
+              PERFORM pg_notify(channel, prefix || item || ']}');
+              RETURN NULL;
+            END IF;
+          END IF;
+          BEGIN
+            IF wanted IS NOT NULL THEN
+              IF TG_OP = 'DELETE' THEN
+                SELECT coalesce(array_agg(k), '{}') INTO dropped
+                FROM jsonb_object_keys((SELECT to_jsonb(t) FROM freshet_old t LIMIT 1)) k WHERE NOT (k = ANY (wanted));
+              ELSE
+                SELECT coalesce(array_agg(k), '{}') INTO dropped
+                FROM jsonb_object_keys((SELECT to_jsonb(t) FROM freshet_new t LIMIT 1)) k WHERE NOT (k = ANY (wanted));
+              END IF;
+            END IF;
             -- Each row as {"old":…,"new":…}; cut to the minimal columns (partial) when it alone would not fit.
             -- Static SQL, so that its plan is cached for the session; read through a cursor, so that a statement of
             -- millions of rows is streamed, not held in memory.
@@ -196,11 +247,11 @@ public enum TriggerSQL {
               PERFORM pg_notify(channel, prefix || buffer || ']}');
             END IF;
             IF overflow THEN
-              PERFORM pg_notify(channel, (head || jsonb_build_object('overflow', true))::text);
+              PERFORM pg_notify(channel, head || ',"overflow":true}');
             END IF;
           EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'freshet: change on %.% sent without row data: %', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM;
-            PERFORM pg_notify(channel, (head || jsonb_build_object('overflow', true))::text);
+            PERFORM pg_notify(channel, head || ',"overflow":true}');
           END;
           RETURN NULL;
         END

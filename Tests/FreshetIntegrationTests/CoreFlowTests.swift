@@ -139,6 +139,37 @@ struct CoreFlowTests {
         }
     }
 
+    /// The trigger's one-row path and its general path both send only the columns Freshet needs (`bio` and
+    /// `last_seen_at` are in no template, `set` rule or `sse.columns`): a column never leaves the database for nothing.
+    @Test func notificationsCarryOnlyTheColumnsFreshetNeeds() async throws {
+        try await withFreshet { f, client, _ in
+            let listen = try PGConnection.connect(f.databaseURL)
+            try listen.execute("LISTEN freshet")
+            try await f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (1, 'Ann', 'a@x', 'secret bio')")
+            try await f.sql("INSERT INTO users (org_id, name, email, bio) VALUES (2, 'Bob', 'b@x', 'secret bio'), (3, 'Cy', 'c@x', 'secret bio')")
+            try await f.sql("UPDATE users SET name = 'Ann B', bio = 'secret bio 2' WHERE id = 1")
+            try await f.sql("UPDATE users SET name = name || '!', bio = 'secret bio 3' WHERE id > 1")
+            try await f.sql("DELETE FROM users WHERE id = 1")
+            try await f.sql("DELETE FROM users WHERE id > 1")
+            try await eventually("9 events") { client.changes.count == 9 }
+            try listen.consumeInput()
+            let payloads = listen.drainNotifications().map(\.payload)
+            #expect(payloads.count == 6, "one notification per statement")
+            for payload in payloads {
+                guard case .array(let rows)? = try JSONParser.parse(payload).objectValue?["rows"] else {
+                    Issue.record("no rows: \(payload)")
+                    continue
+                }
+                for row in rows {
+                    for image in ["old", "new"] {
+                        guard let columns = row.objectValue?[image]?.objectValue else { continue }
+                        #expect(Set(columns.keys) == ["id", "org_id", "name", "email"], "\(payload)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func deleteRemovesEveryKeyIncludingSetOnes() async throws {
         try await withFreshet { f, client, redis in
             try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
