@@ -128,7 +128,7 @@ final class ReplicationSource: Service {
                 sink.sourceUp(gap: gap == "slot_created" && marker != nil ? "slot_lost" : gap)
             },
             disconnected: { _ in sink.sourceDown() },
-            transaction: { [self] piece, handedEarlier, tick in
+            transaction: { piece, handedEarlier, tick in
                 var jobs = planner.jobs(for: piece, tick: tick)
                 let lastEvent = jobs.last { $0.event != nil }?.event?.id
                 if piece.final && (handedEarlier || !jobs.isEmpty) {

@@ -4,16 +4,21 @@ import Synchronization
 
 /// The subscribers of one publish that are written directly, grouped by event loop.
 struct DirectWrites {
-    private var groups: [ObjectIdentifier: (loop: any EventLoop, handlers: [EventStreamHandler])] = [:]
+    /// One group per event loop: a handful (one per core), so a linear search beats hashing per subscriber.
+    private var groups: [(loop: any EventLoop, handlers: [EventStreamHandler])] = []
 
     mutating func add(_ handler: EventStreamHandler) {
         guard let loop = handler.eventLoop else { return }
-        groups[ObjectIdentifier(loop), default: (loop, [])].handlers.append(handler)
+        for index in groups.indices where groups[index].loop === loop {
+            groups[index].handlers.append(handler)
+            return
+        }
+        groups.append((loop, [handler]))
     }
 
     /// Queues the writes on each loop's `LoopWriteQueue`.
     func write(_ buffer: ByteBuffer, queues: LoopWriteQueues) {
-        for (_, group) in groups {
+        for group in groups {
             queues.queue(for: group.loop).append(buffer, to: group.handlers)
         }
     }
@@ -105,6 +110,12 @@ final class LoopWriteQueue: Sendable {
             return (state.entries, state.overflowed)
         }
         for handler in overflowed.values { handler.dropAsSlow() }
+        if entries.count == 1, let (buffer, handlers) = entries.first {
+            // One event (the usual case below a thousand events a second): each subscriber once, no bookkeeping.
+            let chunk = RawChunkWriter.chunk(buffer)
+            for handler in handlers where handler.writeEvent(buffer, chunk: chunk) { handler.flush() }
+            return
+        }
         var touched: [ObjectIdentifier: EventStreamHandler] = [:]
         for (buffer, handlers) in entries {
             // Framed once per event and loop as an HTTP/1.1 chunk, shared by every subscriber's write.
