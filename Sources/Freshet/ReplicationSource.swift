@@ -115,6 +115,7 @@ final class ReplicationSource: Service {
 
     private func hooks(sink: ChangeSink, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
         let planner = TransactionPlanner(catalog: sink.catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
+        let streamed = OnceFlag()
         return ReplicationHooks(
             streaming: { [self] gap, confirmed, server in
                 // Resumes from here on are complete: the slot sends everything after its confirmed position again,
@@ -124,8 +125,10 @@ final class ReplicationSource: Service {
                 if gap == nil, let marker, marker.lsn >= confirmed, let event = marker.lastEvent, event < floor { floor = event }
                 // With the relay, every process's floor comes from the relay stream (`RelayReader`).
                 if config.http.relay == .none { hub.setResumeFloor(floor, ceiling: server, gap: gap != nil) }
-                // A missing slot that Freshet had used (its position is stored) was dropped: lost, not new.
-                sink.sourceUp(gap: gap == "slot_created" && marker != nil ? "slot_lost" : gap)
+                // A missing slot that Freshet had used (its position is stored, or this process streamed from it before
+                // the connection dropped: a failover to a standby without it) was lost, not new.
+                let streamedBefore = streamed.mark()
+                sink.sourceUp(gap: gap == "slot_created" && (marker != nil || streamedBefore) ? "slot_lost" : gap)
             },
             disconnected: { _ in sink.sourceDown() },
             transaction: { piece, handedEarlier, tick in
@@ -158,6 +161,14 @@ final class ReplicationSource: Service {
             fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } }
         )
     }
+}
+
+/// Set the first time something happens; `mark` says whether it had happened before.
+final class OnceFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    /// Sets the flag; returns whether it was already set.
+    func mark() -> Bool { flag.exchange(true, ordering: .relaxed) }
 }
 
 /// A problem the reader gave up on (the pipeline then exits with it).

@@ -459,4 +459,57 @@ struct ReplicationSlotTests {
         }
         try await ReplicationTests.dropSlot(slot, url)
     }
+
+    /// A failover before PostgreSQL 17: the primary crashes and its standby is promoted. The slot was never copied to
+    /// the standby, so changes between Freshet's last confirmation and the crash cannot be replayed: Freshet, reaching
+    /// the new primary through the same multi-host URL, recreates the slot there and counts a `slot_lost` gap (flush,
+    /// resync) instead of carrying on as if nothing was missed; then it captures the new primary's changes.
+    @Test func aFailoverToAStandbyIsALostSlotRepaired() async throws {
+        let primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
+        let redis = try await OwnRedis()
+        let slot = "f_" + TestServers.uniquePrefix()
+        _ = try await offThePool {
+            try PGConnection.connect(primary.url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b')")
+        }
+        let standby = try await OwnPostgres(standbyOf: primary)
+        // libpq tries the hosts in order and keeps the one that takes writes.
+        let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
+        let prefix = TestServers.uniquePrefix()
+        func key(_ id: Int) -> String { "\(prefix):user:\(id)" }
+        let fixture = try FreshetFixture(
+            databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
+            redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
+        )
+        try await fixture.running { f in
+            let client = try await f.subscribe()
+            try redis.run("SET", key(1), "old")
+            try await f.sql("UPDATE users SET name = 'a2' WHERE id = 1")
+            try await eventually("invalidated on the first primary") { try redis.run("EXISTS", key(1)) == .integer(0) }
+            try await eventually("its event") { client.changes.count == 1 }
+
+            try redis.run("SET", key(2), "cached")  // a row nobody changes: only the gap's flush removes it
+            try await primary.crash()
+            try await standby.promote()
+            try await eventually("the slot_lost gap on the new primary", timeout: 30) {
+                let metrics = try await httpGet(port: f.port, path: "/metrics").body
+                return promSample(metrics, #"freshet_gaps_total{cause="slot_lost"}"#) >= 1
+            }
+            try await eventually("every key flushed") { try redis.run("EXISTS", key(2)) == .integer(0) }
+            try await eventually("the subscriber told to resync") { client.messages.contains { $0.event == "resync" } }
+            try await eventually("ready on the new primary", timeout: 30) {
+                try await httpGet(port: f.port, path: "/readyz").status == 200
+            }
+            let slots = try await offThePool {
+                try PGConnection.connect(standby.url).query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", parameters: [slot])
+            }
+            #expect(slots.first?.first == "1", "the slot is recreated on the new primary")
+
+            // Changes on the new primary are captured.
+            try redis.run("SET", key(1), "old")
+            try await f.sql("UPDATE users SET name = 'a3' WHERE id = 1")
+            try await eventually("invalidated on the new primary") { try redis.run("EXISTS", key(1)) == .integer(0) }
+            try await eventually("its event") { client.changes.count == 2 }
+        }
+        try await ReplicationTests.dropSlot(slot, standby.url)
+    }
 }

@@ -85,6 +85,29 @@ final class OwnPostgres: @unchecked Sendable {
         try await start()
     }
 
+    /// A hot standby of `primary`, streaming from it (`pg_basebackup -R`), on a port of its own.
+    init(standbyOf primary: OwnPostgres) async throws {
+        extraOptions = primary.extraOptions
+        dir = "/tmp/freshet-pg-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        try await run([
+            "\(bin)/pg_basebackup", "-h", "127.0.0.1", "-p", "\(primary.port)", "-U", "postgres", "-D", "\(dir)/data",
+            "-R", "-X", "stream", "--no-sync",
+        ])
+        try await start()
+    }
+
+    /// Promotes a standby to primary (waits until it accepts writes).
+    func promote() async throws {
+        try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "promote"])
+    }
+
+    /// Stops the server at once, as a crash would (no shutdown checkpoint).
+    func crash() async throws {
+        try await run(["\(bin)/pg_ctl", "-D", "\(dir)/data", "-w", "-m", "immediate", "stop"])
+    }
+
     /// Runs a PostgreSQL tool through the shell, as the postgres user when we are root (initdb refuses root).
     /// (`system()` on a plain thread: Foundation's Process does not notice the exit of `pg_ctl start`, whose server
     /// child stays in its process group.)
