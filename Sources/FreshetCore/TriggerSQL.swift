@@ -114,16 +114,16 @@ public enum TriggerSQL {
     /// Runs once per statement. Each row becomes `{"old":…,"new":…}` holding only the row columns; rows are packed
     /// into notifications of at most `payloadLimit` bytes: `{"v":1,"op":…,"schema":…,"table":…,"at":…,"rows":[…]}`.
     ///
-    /// A statement of **one row** (most writes) takes a short path: one query, no cursor, no subtransaction; only
-    /// total functions run there (`to_jsonb` of stored values, `jsonb` minus keys, text concatenation), so it cannot
-    /// fail on the application's data. Measured per single-row UPDATE (`scripts/bench-write-cost`, docs/benchmarks.md)
-    /// that path costs about a third of the general one.
+    /// A statement of **one row** (most writes) takes a short path: one query, no cursor, no pairing by position.
+    /// Measured per single-row UPDATE (`scripts/bench-write-cost`, docs/benchmarks.md) the function costs about half
+    /// of what it did before that path.
     ///
     /// The general path (several rows, or one too large to fit) pairs old and new rows of an UPDATE by their position
     /// in the transition tables (PostgreSQL fills both in the same order), so a row whose key changed keeps its old and
     /// new key; it reads the rows through a cursor, so a statement of millions of rows is streamed, not held in memory.
-    /// It never makes the application's write fail: a row too large to fit is cut down to the minimal columns
-    /// (`"partial":true` on that row), and one that still does not fit (or any error) becomes one key-less
+    /// It never makes the application's write fail: both paths run in one subtransaction (`BEGIN … EXCEPTION`, ~10 µs);
+    /// a row too large to fit is cut down to the minimal columns (`"partial":true` on that row), and one that still
+    /// does not fit, or any error (a row whose JSON would pass jsonb's 256 MB limit), becomes one key-less
     /// `"overflow":true` notification for the statement (Freshet invalidates the whole table) and a WARNING.
     ///
     /// The columns left out (`dropped`) are read from the statement's first row, not from the catalog: every row of a
@@ -156,43 +156,45 @@ public enum TriggerSQL {
           END IF;
           prefix := head || ',"rows":[';
           room := \(payloadLimit) - octet_length(prefix) - 2;
-          -- One row: one query, no cursor, no subtransaction. NULL item: an UPDATE of ignored columns only.
-          IF TG_OP = 'INSERT' THEN
-            IF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
-              SELECT jsonb_build_object('old', NULL, 'new', n.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
-                       ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END)::text
-              INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n;
-              IF octet_length(item) <= room THEN
-                PERFORM pg_notify(channel, prefix || item || ']}');
-                RETURN NULL;
-              END IF;
-            END IF;
-          ELSIF TG_OP = 'DELETE' THEN
-            IF (SELECT count(*) FROM (SELECT FROM freshet_old LIMIT 2) r) = 1 THEN
-              SELECT jsonb_build_object('old', o.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
-                       ELSE ARRAY(SELECT k FROM jsonb_object_keys(o.j) k WHERE NOT (k = ANY (wanted))) END, 'new', NULL)::text
-              INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o;
-              IF octet_length(item) <= room THEN
-                PERFORM pg_notify(channel, prefix || item || ']}');
-                RETURN NULL;
-              END IF;
-            END IF;
-          ELSIF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
-            SELECT CASE WHEN (o.j - ignored) IS DISTINCT FROM (n.j - ignored) THEN
-                     jsonb_build_object('old', o.j - d.keys, 'new', n.j - d.keys)::text END
-            INTO item
-            FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o, (SELECT to_jsonb(t) AS j FROM freshet_new t) n,
-                 LATERAL (SELECT CASE WHEN wanted IS NULL THEN '{}'::text[]
-                          ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END AS keys) d;
-            IF item IS NULL THEN
-              RETURN NULL;
-            END IF;
-            IF octet_length(item) <= room THEN
-              PERFORM pg_notify(channel, prefix || item || ']}');
-              RETURN NULL;
-            END IF;
-          END IF;
+          -- Inside one subtransaction: an error (a row past jsonb's 256 MB, say) becomes an `overflow` notification,
+          -- never the application's failed write.
           BEGIN
+            -- One row: one query, no cursor. NULL item: an UPDATE of ignored columns only.
+            IF TG_OP = 'INSERT' THEN
+              IF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
+                SELECT jsonb_build_object('old', NULL, 'new', n.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
+                         ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END)::text
+                INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n;
+                IF octet_length(item) <= room THEN
+                  PERFORM pg_notify(channel, prefix || item || ']}');
+                  RETURN NULL;
+                END IF;
+              END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+              IF (SELECT count(*) FROM (SELECT FROM freshet_old LIMIT 2) r) = 1 THEN
+                SELECT jsonb_build_object('old', o.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
+                         ELSE ARRAY(SELECT k FROM jsonb_object_keys(o.j) k WHERE NOT (k = ANY (wanted))) END, 'new', NULL)::text
+                INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o;
+                IF octet_length(item) <= room THEN
+                  PERFORM pg_notify(channel, prefix || item || ']}');
+                  RETURN NULL;
+                END IF;
+              END IF;
+            ELSIF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
+              SELECT CASE WHEN (o.j - ignored) IS DISTINCT FROM (n.j - ignored) THEN
+                       jsonb_build_object('old', o.j - d.keys, 'new', n.j - d.keys)::text END
+              INTO item
+              FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o, (SELECT to_jsonb(t) AS j FROM freshet_new t) n,
+                   LATERAL (SELECT CASE WHEN wanted IS NULL THEN '{}'::text[]
+                            ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END AS keys) d;
+              IF item IS NULL THEN
+                RETURN NULL;
+              END IF;
+              IF octet_length(item) <= room THEN
+                PERFORM pg_notify(channel, prefix || item || ']}');
+                RETURN NULL;
+              END IF;
+            END IF;
             IF wanted IS NOT NULL THEN
               IF TG_OP = 'DELETE' THEN
                 SELECT coalesce(array_agg(k), '{}') INTO dropped

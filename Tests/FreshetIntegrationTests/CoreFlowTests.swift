@@ -205,6 +205,22 @@ struct CoreFlowTests {
         }
     }
 
+    /// A one-row INSERT whose row JSON cannot hold (a text past jsonb's 256 MB string limit) takes the trigger's short
+    /// path and fails inside it: the application's write still commits, and Freshet, told only that the table changed
+    /// (`overflow`), invalidates every key of the table.
+    @Test func aRowTooLargeForJSONStillCommitsAndInvalidatesTheTable() async throws {
+        try await withFreshet { f, client, redis in
+            try await f.sql("INSERT INTO users (org_id, name) VALUES (7, 'Ann')")
+            try await eventually("insert event") { client.changes.count == 1 }
+            try redis.run("SET", "\(f.prefix):user:1", "cached")
+            try await f.sql("INSERT INTO users (org_id, name, bio) VALUES (8, 'Big', repeat('x', 270000000))")
+            try await eventually("every key of the table invalidated") { try !redis.exists("\(f.prefix):user:1") }
+            let url = f.databaseURL
+            let rows = try await offThePool { try PGConnection.connect(url).execute("SELECT count(*) FROM users WHERE name = 'Big'") }
+            #expect(rows.first?.first == "1")
+        }
+    }
+
     @Test func megabyteRowIsReadBackAndTheWriteSucceeds() async throws {
         try await withFreshet { f, client, redis in
             let big = String(repeating: "x", count: 1_000_000)
