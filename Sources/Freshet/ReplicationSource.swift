@@ -128,16 +128,18 @@ final class ReplicationSource: Service {
                 // A missing slot that Freshet had used (its position is stored, or this process streamed from it before
                 // the connection dropped: a failover to a standby without it) was lost, not new.
                 let streamedBefore = streamed.mark()
+                // A new slot: its positions start a history of their own (they may be lower than the old slot's).
+                if gap != nil { positions.beginHistory() }
                 sink.sourceUp(gap: gap == "slot_created" && (marker != nil || streamedBefore) ? "slot_lost" : gap)
             },
             disconnected: { _ in sink.sourceDown() },
-            transaction: { piece, handedEarlier, tick in
+            transaction: { [positions] piece, handedEarlier, tick in
                 var jobs = planner.jobs(for: piece, tick: tick)
                 let lastEvent = jobs.last { $0.event != nil }?.event?.id
                 if piece.final && (handedEarlier || !jobs.isEmpty) {
                     // The transaction's confirmation rides on its last job (an empty one when the last piece has none).
                     if jobs.isEmpty { jobs.append(RedisJob(operations: [], event: nil)) }
-                    jobs[jobs.count - 1].confirms = .transaction(piece.commit)
+                    jobs[jobs.count - 1].confirms = .transaction(piece.commit, history: positions.history)
                 }
                 guard !jobs.isEmpty else { return (false, nil) }
                 sink.submit(jobs)
@@ -150,7 +152,7 @@ final class ReplicationSource: Service {
                     operations: [.set(key: positionKey, value: StoredPosition(lsn: lsn, lastEvent: lastEvent).text, ttlMilliseconds: nil)],
                     event: nil
                 )
-                job.confirms = .stored(lsn)
+                job.confirms = .stored(lsn, history: positions.history)
                 writer.submit(job)
             },
             stored: { [positions] in positions.stored },
@@ -177,32 +179,42 @@ final class FatalProblem: Sendable {
 }
 
 /// What Redis applied and stored for the replication source, written by the writer's thread and read by the reader's.
+///
+/// Positions belong to a slot history: when the slot had to be made again (`beginHistory`, at the reader's gap), the
+/// new slot's positions may be lower than the old one's (a failover to a standby that had not received everything),
+/// so what was applied before no longer proves anything, and confirmations still in flight from the old history are
+/// ignored when they arrive.
 final class ReplicationPositions: Sendable {
-    private let appliedLSN = Atomic<UInt64>(0)
-    private let storedLSN = Atomic<UInt64>(0)
+    private struct State {
+        var history: UInt64 = 0
+        var applied: UInt64 = 0
+        var stored: UInt64 = 0
+    }
 
-    var applied: UInt64 { appliedLSN.load(ordering: .acquiring) }
-    var stored: UInt64 { storedLSN.load(ordering: .acquiring) }
+    private let state = Mutex(State())
+
+    var applied: UInt64 { state.withLock { $0.applied } }
+    var stored: UInt64 { state.withLock { $0.stored } }
+    /// The current history, for the confirmations of jobs submitted now.
+    var history: UInt64 { state.withLock { $0.history } }
+
+    /// A new slot history begins (on the reader's thread, before any of its transactions is handed over).
+    func beginHistory() {
+        state.withLock { $0 = State(history: $0.history + 1) }
+    }
 
     /// For `RedisWriter.onApplied`.
     func record(_ confirmation: JobConfirmation) {
-        switch confirmation {
-        case .transaction(let lsn): appliedLSN.max(lsn)
-        case .stored(let lsn): storedLSN.max(lsn)
+        state.withLock { state in
+            switch confirmation {
+            case .transaction(let lsn, let history) where history == state.history: state.applied = max(state.applied, lsn)
+            case .stored(let lsn, let history) where history == state.history: state.stored = max(state.stored, lsn)
+            default: break
+            }
         }
     }
 }
 
-extension Atomic<UInt64> {
-    fileprivate func max(_ value: UInt64) {
-        var current = load(ordering: .relaxed)
-        while value > current {
-            let (exchanged, original) = compareExchange(expected: current, desired: value, ordering: .acquiringAndReleasing)
-            if exchanged { return }
-            current = original
-        }
-    }
-}
 
 /// `freshet:{slot}:position`: the confirmed position and the id of the last event before it, as `LSN EVENT-ID`.
 struct StoredPosition: Sendable, Equatable {

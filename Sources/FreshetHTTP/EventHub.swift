@@ -56,6 +56,12 @@ package final class EventHub: Service, Sendable {
         var gapAtNext = false
         var droppedSlow = 0
         var tableShapes: [String: [TopicPattern]] = [:]
+        /// Durable ids: subscribers registered before this number no longer skip events up to their resume id (the ids
+        /// started over lower, `setResumeFloor`).
+        var resumeFiltersFrom: UInt64 = 0
+        /// Durable ids, after ids started over lower: the last id of the old history. An id up to it is the old
+        /// history's (resync) unless this history published it itself (then it is in the ring).
+        var oldHistoryEnd: EventID?
     }
 
     /// Ids come with the events (`LSN-N`, replication) instead of `EPOCH-SEQ`.
@@ -97,6 +103,19 @@ package final class EventHub: Service, Sendable {
     /// this history's. After a `gap`, resumes from before `id` get a resync.
     package func setResumeFloor(_ id: EventID, ceiling: UInt64, gap: Bool) {
         state.withLock { state in
+            if gap && id < state.lastID {
+                // The slot was made again below events already published (a failover to a standby that had not
+                // received everything): ids start over lower. Nothing published before compares with what comes:
+                // the replay ring is emptied, resumes from an id up to the last one published get a resync (unless
+                // this history published that id too), and live subscribers stop skipping events up to their resume id.
+                state.ring.removeAll()
+                state.ringStart = 0
+                state.evictedThrough = nil
+                state.oldHistoryEnd = max(state.oldHistoryEnd ?? state.lastID, state.lastID)
+                state.gapID = nil  // set to the new floor below; the old history's ids are caught by `oldHistoryEnd`
+                state.resumeFiltersFrom = state.nextSubscriberID
+                state.lastID = id
+            }
             state.floor = id
             state.ceiling = max(state.ceiling, ceiling)
             if gap { state.gapID = max(state.gapID ?? id, id) }
@@ -155,7 +174,7 @@ package final class EventHub: Service, Sendable {
             var slow: [UInt64] = []
             var sent = 0
             for (id, subscriber) in state.subscribers where subscriber.request.wants(topics: topics, wholeTableShapes: wholeTable)
-                && subscriber.after.map({ stored.id > $0 }) ?? true {
+                && (id < state.resumeFiltersFrom || subscriber.after.map({ stored.id > $0 }) ?? true) {
                 if send(buffer, to: subscriber, budget: clientBuffer, direct: &direct) { sent += 1 } else { slow.append(id) }
             }
             if sent > 0 { metrics.eventsSent.increment(by: sent) }
@@ -236,14 +255,17 @@ package final class EventHub: Service, Sendable {
     /// then live events. The stream ends when the hub shuts down or the subscriber is dropped.
     package func subscribe(_ request: SubscriptionRequest) -> HubStream {
         let lastSeen = request.lastEventID.flatMap { EventID(parsing: $0) }
-        // Durable ids: live events up to the client's id are not sent again (after a restart the slot re-sends them).
-        let subscriber = Subscriber(request: request, after: durableIDs ? lastSeen : nil)
         var direct = DirectWrites()  // stays empty: a new subscriber is not attached to its connection yet
-        let id: UInt64? = state.withLock { state in
-            guard !state.closed else { return nil }
+        let (subscriber, id): (Subscriber, UInt64?) = state.withLock { state in
+            // Durable ids: live events up to the client's id are not sent again (after a restart the slot re-sends
+            // them) — unless the resume gets a resync for another reason than a start-up (see `starting`).
+            let problem = request.lastEventID != nil ? resumeProblem(lastSeen, state: state) : nil
+            let keepsFilter = problem == nil || problem == Self.starting
+            let subscriber = Subscriber(request: request, after: durableIDs && keepsFilter ? lastSeen : nil)
+            guard !state.closed else { return (subscriber, nil) }
             enqueue(ByteBuffer(bytes: SSEEncoder.retry(milliseconds: 2000)), to: subscriber, direct: &direct)
             if request.lastEventID != nil {
-                if let reason = resumeProblem(lastSeen, state: state) {
+                if let reason = problem {
                     enqueue(resyncBytes(state.lastID, reason: reason), to: subscriber, direct: &direct)
                 } else if let lastSeen {
                     // The replay counts against the client's buffer like live events: past it, a resync instead.
@@ -267,7 +289,7 @@ package final class EventHub: Service, Sendable {
             state.nextSubscriberID += 1
             state.subscribers[id] = subscriber
             metrics.subscribers.record(state.subscribers.count)
-            return id
+            return (subscriber, id)
         }
         if let id {
             subscriber.onSlow.withLock { $0 = { [weak self] in self?.dropSlow(id) } }
@@ -307,15 +329,24 @@ package final class EventHub: Service, Sendable {
 
     /// Why a resume from `lastSeen` cannot be proven complete (it gets a resync), or nil when the ring and the source
     /// hold every later event.
+    /// The resync reason of a resume from before a gap.
+    static let eventsMissed = "events missed"
+    /// The resync reason of a resume before the source streams: its id may still be right (the slot re-sends what
+    /// came after it), so live events up to it are still not sent again. Any other resync drops that filter: the
+    /// id proves nothing (after a failover that made ids start over lower, it would hide new events).
+    static let starting = "Freshet is starting"
+
     private func resumeProblem(_ lastSeen: EventID?, state: State) -> String? {
         guard let lastSeen else { return "unknown event id" }
         if durableIDs {
-            guard let floor = state.floor else { return "Freshet is starting" }
-            if lastSeen < floor { return "events missed" }
+            guard let floor = state.floor else { return Self.starting }
+            if lastSeen < floor { return Self.eventsMissed }
             if lastSeen.epoch > max(state.ceiling, state.lastID.epoch) { return "unknown event id" }
-            if state.gapAtNext { return "events missed" }
-            if let evicted = state.evictedThrough, lastSeen < evicted { return "events missed" }
-            if let gap = state.gapID, lastSeen < gap { return "events missed" }
+            if state.gapAtNext { return Self.eventsMissed }
+            if let evicted = state.evictedThrough, lastSeen < evicted { return Self.eventsMissed }
+            if let gap = state.gapID, lastSeen < gap { return Self.eventsMissed }
+            if let end = state.oldHistoryEnd, lastSeen <= end,
+               !state.ring[state.ringStart...].contains(where: { $0.id == lastSeen }) { return Self.eventsMissed }
             return nil
         }
         let oldest = state.ring.count > state.ringStart ? state.ring[state.ringStart].sequence : state.sequence + 1

@@ -135,14 +135,14 @@ package final class PostgresListener: Sendable {
         while !stopping {
             // A query on this connection (the probe, the health check) may have buffered notifications already.
             drain()
-            if stopping { return "" }
+            if stopping { break }
             var fds = [
                 pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
             ]
             let ready = poll(&fds, 2, Int32(min(checkInterval, 1) * 1000))
             if ready < 0 && errno != EINTR { return "poll failed: errno \(errno)" }
-            if fds[1].revents != 0 { return "" }
+            if fds[1].revents != 0 { break }
             do {
                 if fds[0].revents != 0 {
                     try connection.consumeInput()
@@ -177,6 +177,9 @@ package final class PostgresListener: Sendable {
             }
             if !connection.isConnected { return "connection closed" }
         }
+        // Stopping: hand on what already arrived (committed changes) before the connection goes.
+        try? connection.consumeInput()
+        drain()
         return ""
     }
 }

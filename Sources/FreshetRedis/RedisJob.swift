@@ -20,11 +20,14 @@ package struct RedisJob: Sendable {
 
 /// What a job's being applied by Redis proves (replication source): reported to `RedisWriter.onApplied` once every
 /// job up to it was applied.
+///
+/// `history` counts the slot's lives in this process: a slot recreated after a failover to a standby that had not
+/// received everything starts over at lower positions, so a position only compares with those of its own history.
 package enum JobConfirmation: Sendable, Equatable {
     /// The last job of the transaction with this commit LSN.
-    case transaction(UInt64)
+    case transaction(UInt64, history: UInt64 = 0)
     /// The stored replication position (a marker key) with this LSN.
-    case stored(UInt64)
+    case stored(UInt64, history: UInt64 = 0)
 }
 
 /// A job the writer has finished, in submission order.

@@ -74,4 +74,26 @@ struct DurableResumeTests {
         #expect(!text.contains("id: 200-1") && text.contains("id: 200-3"))
         stream.cancel()
     }
+
+    /// A failover to a standby that lagged: the recreated slot starts below events already published. Old ids resync
+    /// (even the last one), and a subscriber that resumed from an old id still gets the new, lower ids.
+    @Test func aSlotRecreatedBelowPublishedEventsStartsANewHistory() {
+        let hub = hub()
+        hub.setResumeFloor(EventID(epoch: 100, sequence: 0), ceiling: 500, gap: false)
+        hub.publish(event(400, 1))
+        let before = hub.subscribe(SubscriptionRequest(patterns: [], lastEventID: "400-1"))  // live, resumed at the end
+        #expect(before.subscriber.after == EventID(epoch: 400, sequence: 1))
+        hub.setResumeFloor(EventID(epoch: 250, sequence: 0), ceiling: 300, gap: true)  // the new primary is behind
+        #expect(resume(hub, from: "400-1").resync)
+        #expect(resume(hub, from: "300-1").resync)
+        let after = hub.subscribe(SubscriptionRequest(patterns: [], lastEventID: "400-1"))
+        #expect(after.subscriber.after == nil)  // resynced: nothing it has is a repeat
+        hub.publish(event(260, 1))
+        for stream in [before, after] {
+            let text = String(buffer: stream.subscriber.activate(EventStreamHandler()) ?? ByteBuffer())
+            #expect(text.contains("id: 260-1"))
+            stream.cancel()
+        }
+        #expect(resume(hub, from: "260-1") == ([], false))
+    }
 }

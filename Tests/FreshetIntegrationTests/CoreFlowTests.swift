@@ -107,8 +107,17 @@ struct CoreFlowTests {
             try listen.execute("LISTEN freshet")
             try await f.sql("INSERT INTO users (org_id, name) SELECT g % 10, 'user ' || g FROM generate_series(1, 1000) g")
             try await eventually("1000 insert events") { client.changes.count == 1000 }
-            try listen.consumeInput()
-            let notifications = listen.drainNotifications().count
+            // Every notification's rows, counted on the test's own LISTEN connection as they arrive.
+            var notifications = 0
+            var rows = 0
+            try await eventually("1000 rows on the test's own LISTEN") {
+                try listen.consumeInput()
+                for notification in listen.drainNotifications() {
+                    notifications += 1
+                    if case .array(let packed)? = try JSONParser.parse(notification.payload).objectValue?["rows"] { rows += packed.count }
+                }
+                return rows >= 1000
+            }
             #expect(notifications >= 1 && notifications <= 20, "1000 rows in \(notifications) notifications")
 
             for id in [1, 500, 1000] { try redis.run("SET", "\(f.prefix):user:\(id)", "stale") }
@@ -152,8 +161,12 @@ struct CoreFlowTests {
             try await f.sql("DELETE FROM users WHERE id = 1")
             try await f.sql("DELETE FROM users WHERE id > 1")
             try await eventually("9 events") { client.changes.count == 9 }
-            try listen.consumeInput()
-            let payloads = listen.drainNotifications().map(\.payload)
+            var payloads: [String] = []
+            try await eventually("6 notifications on the test's own LISTEN") {
+                try listen.consumeInput()
+                payloads += listen.drainNotifications().map(\.payload)
+                return payloads.count >= 6
+            }
             #expect(payloads.count == 6, "one notification per statement")
             for payload in payloads {
                 guard case .array(let rows)? = try JSONParser.parse(payload).objectValue?["rows"] else {

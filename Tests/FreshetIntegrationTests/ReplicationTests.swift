@@ -512,4 +512,74 @@ struct ReplicationSlotTests {
         }
         try await ReplicationTests.dropSlot(slot, standby.url)
     }
+
+    /// A failover to a standby that had **not** received the last changes: the new primary's positions start below
+    /// events already published. Nothing of the new slot may be confirmed before Redis applied it (what was applied
+    /// in the old history proves nothing), a resume from an old id gets a resync, and subscribers — also one that
+    /// resumed from an old id — get the new primary's events although their ids are lower.
+    @Test func aFailoverToALaggingStandbyStartsANewHistory() async throws {
+        let primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
+        let redis = try await OwnRedis()
+        let slot = "g_" + TestServers.uniquePrefix()
+        func sql(_ url: String, _ text: String) async throws -> [[String?]] { try await offThePool { try PGConnection.connect(url).execute(text) } }
+        _ = try await sql(primary.url, "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b'); CREATE TABLE filler (v int)")
+        let standby = try await OwnPostgres(standbyOf: primary)
+        let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
+        let prefix = TestServers.uniquePrefix()
+        func key(_ id: Int) -> String { "\(prefix):user:\(id)" }
+        let fixture = try FreshetFixture(
+            databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
+            redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
+        )
+        try await fixture.running { f in
+            let live = try await f.subscribe()
+            try await standby.stop()  // from here on the standby falls behind
+            _ = try await sql(primary.url, "INSERT INTO filler SELECT generate_series(1, 200000)")  // WAL it will never have
+            try await f.sql("UPDATE users SET name = 'a2' WHERE id = 1")
+            try await eventually("the old primary's event") { live.changes.count == 1 }
+            let oldID = try #require(live.changes.last?.id)
+            let oldLSN = try #require(UInt64(oldID.split(separator: "-")[0]))
+            // Freshet has confirmed and stored a position past it: the old history's positions are all above the
+            // new primary's.
+            try await eventually("the position stored past the old event") {
+                let stored = try redis.run("GET", "freshet:\(slot):position").text?.split(separator: " ").first.flatMap { UInt64($0) }
+                return (stored ?? 0) >= oldLSN
+            }
+
+            try await primary.crash()
+            try await standby.start()
+            try await standby.promote()
+            try await eventually("the slot_lost gap", timeout: 30) {
+                promSample(try await httpGet(port: f.port, path: "/metrics").body, #"freshet_gaps_total{cause="slot_lost"}"#) >= 1
+            }
+            try await eventually("ready on the new primary", timeout: 30) { try await httpGet(port: f.port, path: "/readyz").status == 200 }
+            let resumed = try await f.subscribe(headers: ["Last-Event-ID": oldID])
+            try await eventually("a resync for an id of the old history") { resumed.messages.contains { $0.event == "resync" } }
+
+            // Redis away: a change on the new primary, below the old position, must not be confirmed to the slot.
+            redis.pause()
+            try await f.sql("UPDATE users SET name = 'a3' WHERE id = 1")
+            let commitLSN = try #require(LSN(parsing: try await sql(standby.url, "SELECT pg_current_wal_lsn()::text")[0][0] ?? ""))
+            func walsender() async throws -> (write: LSN, confirmed: LSN) {
+                let row = try await sql(standby.url, """
+                    SELECT coalesce(r.write_lsn, '0/0')::text, s.confirmed_flush_lsn::text FROM pg_replication_slots s
+                    LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = '\(slot)'
+                    """)[0]
+                return (LSN(parsing: row[0] ?? "0/0") ?? .zero, LSN(parsing: row[1] ?? "0/0") ?? .zero)
+            }
+            try await eventually("Freshet received the change (its status update says so)") { try await walsender().write >= commitLSN }
+            let confirmedWhileAway = try await walsender().confirmed
+            redis.resume()
+            try await eventually("applied once Redis is back") { try redis.run("EXISTS", key(1)) == .integer(0) }
+            try await eventually("the new event reaches both subscribers") {
+                live.changes.count == 2 && resumed.changes.count == 1
+            }
+            // The event's id carries the transaction's commit LSN: the slot was not confirmed up to it while Redis was away.
+            let newID = try #require(live.changes.last?.id)
+            let newCommit = try #require(UInt64(newID.split(separator: "-")[0]))
+            #expect(newCommit < oldLSN)
+            #expect(confirmedWhileAway.value < newCommit, "confirmed \(confirmedWhileAway) before Redis applied commit \(LSN(newCommit))")
+        }
+        try await ReplicationTests.dropSlot(slot, standby.url)
+    }
 }
