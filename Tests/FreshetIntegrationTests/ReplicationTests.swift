@@ -464,23 +464,42 @@ struct ReplicationSlotTests {
     /// the standby, so changes between Freshet's last confirmation and the crash cannot be replayed: Freshet, reaching
     /// the new primary through the same multi-host URL, recreates the slot there and counts a `slot_lost` gap (flush,
     /// resync) instead of carrying on as if nothing was missed; then it captures the new primary's changes.
-    @Test func aFailoverToAStandbyIsALostSlotRepaired() async throws {
-        let primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
-        let redis = try await OwnRedis()
+    /// A primary (`users` with rows 1 and 2, and `filler`), its streaming standby, a Redis and a Freshet reaching the
+    /// pair through a libpq multi-host URL (it tries the hosts in order and keeps the one that takes writes).
+    struct FailoverPair {
+        let primary: OwnPostgres
+        let standby: OwnPostgres
+        let redis: OwnRedis
         let slot = "f_" + TestServers.uniquePrefix()
-        _ = try await offThePool {
-            try PGConnection.connect(primary.url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b')")
-        }
-        let standby = try await OwnPostgres(standbyOf: primary)
-        // libpq tries the hosts in order and keeps the one that takes writes.
-        let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
         let prefix = TestServers.uniquePrefix()
+        let fixture: FreshetFixture
+
+        init() async throws {
+            primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
+            redis = try await OwnRedis()
+            _ = try await FailoverPair.sql(primary.url, """
+                CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b'); CREATE TABLE filler (v int)
+                """)
+            standby = try await OwnPostgres(standbyOf: primary)
+            let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
+            fixture = try FreshetFixture(
+                databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
+                redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
+            )
+        }
+
         func key(_ id: Int) -> String { "\(prefix):user:\(id)" }
-        let fixture = try FreshetFixture(
-            databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
-            redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
-        )
-        try await fixture.running { f in
+
+        static func sql(_ url: String, _ text: String) async throws -> [[String?]] {
+            try await offThePool { try PGConnection.connect(url).execute(text) }
+        }
+    }
+
+    @Test func aFailoverToAStandbyIsALostSlotRepaired() async throws {
+        let pair = try await FailoverPair()
+        let (primary, standby, redis, slot) = (pair.primary, pair.standby, pair.redis, pair.slot)
+        func key(_ id: Int) -> String { pair.key(id) }
+        try await pair.fixture.running { f in
             let client = try await f.subscribe()
             try redis.run("SET", key(1), "old")
             try await f.sql("UPDATE users SET name = 'a2' WHERE id = 1")
@@ -518,20 +537,11 @@ struct ReplicationSlotTests {
     /// in the old history proves nothing), a resume from an old id gets a resync, and subscribers — also one that
     /// resumed from an old id — get the new primary's events although their ids are lower.
     @Test func aFailoverToALaggingStandbyStartsANewHistory() async throws {
-        let primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
-        let redis = try await OwnRedis()
-        let slot = "g_" + TestServers.uniquePrefix()
-        func sql(_ url: String, _ text: String) async throws -> [[String?]] { try await offThePool { try PGConnection.connect(url).execute(text) } }
-        _ = try await sql(primary.url, "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b'); CREATE TABLE filler (v int)")
-        let standby = try await OwnPostgres(standbyOf: primary)
-        let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
-        let prefix = TestServers.uniquePrefix()
-        func key(_ id: Int) -> String { "\(prefix):user:\(id)" }
-        let fixture = try FreshetFixture(
-            databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
-            redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
-        )
-        try await fixture.running { f in
+        let pair = try await FailoverPair()
+        let (primary, standby, redis, slot) = (pair.primary, pair.standby, pair.redis, pair.slot)
+        func key(_ id: Int) -> String { pair.key(id) }
+        func sql(_ url: String, _ text: String) async throws -> [[String?]] { try await FailoverPair.sql(url, text) }
+        try await pair.fixture.running { f in
             let live = try await f.subscribe()
             try await standby.stop()  // from here on the standby falls behind
             _ = try await sql(primary.url, "INSERT INTO filler SELECT generate_series(1, 200000)")  // WAL it will never have
