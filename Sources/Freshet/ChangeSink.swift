@@ -4,6 +4,19 @@ import FreshetPostgres
 import FreshetRedis
 import Logging
 
+/// What every capture source works with: built once by `FreshetApplication`, shared by the source and its sink.
+struct SourceContext: Sendable {
+    let config: FreshetConfig
+    let writer: RedisWriter
+    let hub: EventHub
+    /// The query connection (table resolution, read-backs); the source closes it when it ends.
+    let queries: PostgresQueryConnection
+    let readiness: ReadinessState
+    let logger: Logger
+    let metrics: FreshetMetrics
+    let stats: PipelineStats
+}
+
 /// The one interface between a capture source and everything after it (writer, publisher, hub).
 ///
 /// Both sources (`NotifySource`, `ReplicationSource`) resolve their tables with `prepare`, then call the sink **on
@@ -12,33 +25,23 @@ import Logging
 /// queue is bounded by `redis.max_pending`), so a source always keeps draining PostgreSQL.
 final class ChangeSink: Sendable {
     let catalog: TableCatalog
-    let config: FreshetConfig
-    let writer: RedisWriter
-    let readiness: ReadinessState
-    let metrics: FreshetMetrics
-    let logger: Logger
+    let context: SourceContext
 
-    init(catalog: TableCatalog, config: FreshetConfig, writer: RedisWriter, readiness: ReadinessState, metrics: FreshetMetrics, logger: Logger) {
+    init(catalog: TableCatalog, context: SourceContext) {
         self.catalog = catalog
-        self.config = config
-        self.writer = writer
-        self.readiness = readiness
-        self.metrics = metrics
-        self.logger = logger
+        self.context = context
     }
 
     /// Resolves the configured tables (retrying while PostgreSQL is away, `/readyz` saying why), and sets up what the
     /// shared stages need from them: the writer's repair patterns, the hub's topic shapes.
-    static func prepare(
-        config: FreshetConfig, queries: PostgresQueryConnection, writer: RedisWriter, hub: EventHub, readiness: ReadinessState,
-        logger: Logger, replication: Bool
-    ) async throws -> TableCatalog {
-        let catalog = try await TableCatalog.resolve(config, using: queries, logger: logger, replication: replication) { [readiness] message in
+    static func prepare(_ context: SourceContext, replication: Bool) async throws -> TableCatalog {
+        let (config, readiness) = (context.config, context.readiness)
+        let catalog = try await TableCatalog.resolve(config, using: context.queries, logger: context.logger, replication: replication) { message in
             readiness.update { $0.startError = message }
         }
         readiness.update { $0.startError = nil }
-        writer.configureRepair(patterns: repairPatterns(catalog), flush: config.onGap == .flush)
-        hub.setTableShapes(Dictionary(catalog.tables.map { ($0.name, $0.topics.map(\.topicShape)) }, uniquingKeysWith: { a, _ in a }))
+        context.writer.configureRepair(patterns: repairPatterns(catalog), flush: config.onGap == .flush)
+        context.hub.setTableShapes(Dictionary(catalog.tables.map { ($0.name, $0.topics.map(\.topicShape)) }, uniquingKeysWith: { a, _ in a }))
         return catalog
     }
 
@@ -46,31 +49,31 @@ final class ChangeSink: Sendable {
     /// `listen_reconnect`, `slot_created`, `slot_lost`): repaired behind everything already queued, and `/readyz` says
     /// 503 until the repair is done — counted in the same update that marks the source up, so never ready in between.
     func sourceUp(gap: String?) {
-        readiness.update {
+        context.readiness.update {
             $0.listening = true
             if gap != nil { $0.repairsPending += 1 }
         }
-        metrics.listenConnected(true)
+        context.metrics.listenConnected(true)
         guard let gap else { return }
-        metrics.gapRecorded(cause: gap)
+        context.metrics.gapRecorded(cause: gap)
         if let why = Self.gapReasons[gap] {
-            logger.warning("\(why); repairing", metadata: ["gap": "\(gap)"])
+            context.logger.warning("\(why); repairing", metadata: ["gap": "\(gap)"])
         }
         // Behind everything already queued: flush every key template's pattern unless `on_gap: none`, then a resync
         // (the publisher sees it done and releases `/readyz`).
-        let operations = config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
-        writer.submit(RedisJob(operations: operations, event: nil, repairCause: gap))
+        let operations = context.config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
+        context.writer.submit(RedisJob(operations: operations, event: nil, repairCause: gap))
     }
 
     /// The source's connection is gone (it reconnects by itself).
     func sourceDown() {
-        readiness.update { $0.listening = false }
-        metrics.listenConnected(false)
+        context.readiness.update { $0.listening = false }
+        context.metrics.listenConnected(false)
     }
 
     /// Hands planned jobs to the Redis writer, in order. Never waits.
     func submit(_ jobs: [RedisJob]) {
-        if !jobs.isEmpty { writer.submit(jobs) }
+        if !jobs.isEmpty { context.writer.submit(jobs) }
     }
 
     /// What each gap cause means, for the log (a start-up repair is expected and not warned about).

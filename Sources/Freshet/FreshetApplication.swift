@@ -112,17 +112,15 @@ public final class FreshetApplication: Sendable {
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         // One source; everything after it (the `ChangeSink`, writer, publisher, hub) is shared.
         let pipeline: any Service
+        let context = SourceContext(
+            config: config, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger, metrics: metrics,
+            stats: stats
+        )
         if replication {
             readiness.update { $0.replication = true }
-            pipeline = ReplicationSource(
-                config: config, redis: redis, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger,
-                metrics: metrics, stats: stats, positions: positions
-            )
+            pipeline = ReplicationSource(context: context, redis: redis, positions: positions)
         } else {
-            pipeline = NotifySource(
-                config: config, listener: listener, writer: writer, hub: hub, queries: queries, readiness: readiness,
-                installTriggers: options.installTriggers, logger: logger, metrics: metrics, stats: stats
-            )
+            pipeline = NotifySource(context: context, listener: listener, installTriggers: options.installTriggers)
         }
         let publisher = EventPublisher(
             writer: writer, hub: hub, metrics: metrics, readiness: readiness, logger: logger, relayed: relayed,

@@ -12,32 +12,14 @@ import ServiceLifecycle
 /// On shutdown the listener stops first (after handing on what libpq already received), then this service ends, so
 /// nothing already received is lost.
 final class NotifySource: Service {
-    let config: FreshetConfig
+    let context: SourceContext
     let listener: PostgresListener
-    let writer: RedisWriter
-    let hub: EventHub
-    let queries: PostgresQueryConnection
-    let readiness: ReadinessState
     let installTriggers: Bool
-    let logger: Logger
-    let metrics: FreshetMetrics
-    let stats: PipelineStats
 
-    init(
-        config: FreshetConfig, listener: PostgresListener, writer: RedisWriter, hub: EventHub,
-        queries: PostgresQueryConnection, readiness: ReadinessState, installTriggers: Bool, logger: Logger,
-        metrics: FreshetMetrics, stats: PipelineStats
-    ) {
-        self.config = config
+    init(context: SourceContext, listener: PostgresListener, installTriggers: Bool) {
+        self.context = context
         self.listener = listener
-        self.writer = writer
-        self.hub = hub
-        self.queries = queries
-        self.readiness = readiness
         self.installTriggers = installTriggers
-        self.logger = logger
-        self.metrics = metrics
-        self.stats = stats
     }
 
     func run() async throws {
@@ -49,9 +31,11 @@ final class NotifySource: Service {
             try? await gracefulShutdown()
             return
         }
-        let sink = ChangeSink(catalog: catalog, config: config, writer: writer, readiness: readiness, metrics: metrics, logger: logger)
-        let processor = ChangeProcessor(catalog: catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
-        let flushOnStart = config.onGap == .flush
+        let sink = ChangeSink(catalog: catalog, context: context)
+        let processor = ChangeProcessor(
+            catalog: catalog, queries: context.queries, logger: context.logger, metrics: context.metrics, stats: context.stats
+        )
+        let flushOnStart = context.config.onGap == .flush
         await withGracefulShutdownHandler {
             await listener.run { event in
                 switch event {
@@ -67,24 +51,22 @@ final class NotifySource: Service {
         } onGracefulShutdown: { [listener] in
             listener.stop()
         }
-        queries.close()
+        context.queries.close()
         // End only when the group asks this service to, or it counts as a failure.
         try? await gracefulShutdown()
     }
 
     private func start() async throws -> TableCatalog {
-        let catalog = try await ChangeSink.prepare(
-            config: config, queries: queries, writer: writer, hub: hub, readiness: readiness, logger: logger, replication: false
-        )
+        let catalog = try await ChangeSink.prepare(context, replication: false)
         if installTriggers {
             let tables = catalog.tables
-            let channel = config.postgres.channel
-            try await queries.run { connection throws(PostgresError) in
+            let channel = context.config.postgres.channel
+            try await context.queries.run { connection throws(PostgresError) in
                 try TriggerInstaller.install(tables, channel: channel, on: connection)
             }
-            logger.info("triggers installed", metadata: ["tables": "\(tables.map(\.name).joined(separator: ", "))"])
+            context.logger.info("triggers installed", metadata: ["tables": "\(tables.map(\.name).joined(separator: ", "))"])
         }
-        readiness.update { $0.tablesResolved = true }
+        context.readiness.update { $0.tablesResolved = true }
         return catalog
     }
 }

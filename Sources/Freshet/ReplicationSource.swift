@@ -18,33 +18,17 @@ import Synchronization
 /// `onApplied`), and only after the position and the last event id before it were stored in Redis
 /// (`freshet:{slot}:position`), which is what lets a `Last-Event-ID` resume across restarts be proven complete.
 final class ReplicationSource: Service {
-    let config: FreshetConfig
-    let writer: RedisWriter
-    let hub: EventHub
-    let queries: PostgresQueryConnection
-    let readiness: ReadinessState
-    let logger: Logger
-    let metrics: FreshetMetrics
-    let stats: PipelineStats
+    let context: SourceContext
+    let redis: RedisAccess
     let positions: ReplicationPositions
 
-    let redis: RedisAccess
-
-    init(
-        config: FreshetConfig, redis: RedisAccess, writer: RedisWriter, hub: EventHub, queries: PostgresQueryConnection,
-        readiness: ReadinessState, logger: Logger, metrics: FreshetMetrics, stats: PipelineStats, positions: ReplicationPositions
-    ) {
-        self.config = config
+    init(context: SourceContext, redis: RedisAccess, positions: ReplicationPositions) {
+        self.context = context
         self.redis = redis
-        self.writer = writer
-        self.hub = hub
-        self.queries = queries
-        self.readiness = readiness
-        self.logger = logger
-        self.metrics = metrics
-        self.stats = stats
         self.positions = positions
     }
+
+    var config: FreshetConfig { context.config }
 
     /// The Redis key holding the last confirmed position and the last event id before it.
     var positionKey: String { "freshet:\(config.postgres.replication.slot):position" }
@@ -66,36 +50,30 @@ final class ReplicationSource: Service {
             maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
         )
         settings.stored = marker.map { ($0.lsn, $0.lastEvent) }
-        let sink = ChangeSink(catalog: catalog, config: config, writer: writer, readiness: readiness, metrics: metrics, logger: logger)
-        let reader = ReplicationReader(
-            settings: settings,
-            hooks: hooks(sink: sink, marker: marker, fatal: fatal),
-            logger: logger
-        )
+        let sink = ChangeSink(catalog: catalog, context: context)
+        let reader = ReplicationReader(settings: settings, hooks: hooks(sink: sink, marker: marker, fatal: fatal), logger: context.logger)
         await withGracefulShutdownHandler {
             await reader.run()
         } onGracefulShutdown: {
             reader.stop()
         }
-        queries.close()
+        context.queries.close()
         if let problem = fatal.problem.withLock({ $0 }) { throw ConfigError(problems: [problem]) }
         try? await gracefulShutdown()
     }
 
     private func start() async throws -> TableCatalog {
-        let catalog = try await ChangeSink.prepare(
-            config: config, queries: queries, writer: writer, hub: hub, readiness: readiness, logger: logger, replication: true
-        )
-        let installed = try? await queries.run { connection throws(PostgresError) in
+        let catalog = try await ChangeSink.prepare(context, replication: true)
+        let installed = try? await context.queries.run { connection throws(PostgresError) in
             try connection.query(
                 "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = ANY ($1::text[])",
                 parameters: ["{" + TriggerSQL.triggerNames.joined(separator: ",") + "}"]
             )
         }
         if let count = installed?.first?.first ?? nil, count != "0" {
-            logger.warning("Freshet's NOTIFY triggers are still installed: the application's writes still pay for them; remove them with `freshet triggers uninstall`")
+            context.logger.warning("Freshet's NOTIFY triggers are still installed: the application's writes still pay for them; remove them with `freshet triggers uninstall`")
         }
-        readiness.update { $0.tablesResolved = true }
+        context.readiness.update { $0.tablesResolved = true }
         return catalog
     }
 
@@ -104,7 +82,7 @@ final class ReplicationSource: Service {
     private func readStoredPosition() async -> StoredPosition? {
         let key = positionKey
         let redis = redis
-        let logger = logger
+        let logger = context.logger
         return await withCheckedContinuation { done in
             Thread.detachNewThread {
                 let text = try? redis.target(logger: logger).command(["GET", key], key: key).text
@@ -114,7 +92,10 @@ final class ReplicationSource: Service {
     }
 
     private func hooks(sink: ChangeSink, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
-        let planner = TransactionPlanner(catalog: sink.catalog, queries: queries, logger: logger, metrics: metrics, stats: stats)
+        let (writer, hub, readiness, metrics) = (context.writer, context.hub, context.readiness, context.metrics)
+        let planner = TransactionPlanner(
+            catalog: sink.catalog, queries: context.queries, logger: context.logger, metrics: metrics, stats: context.stats
+        )
         let streamed = OnceFlag()
         return ReplicationHooks(
             streaming: { [self] gap, confirmed, server in
@@ -145,7 +126,7 @@ final class ReplicationSource: Service {
                 sink.submit(jobs)
                 return (true, lastEvent)
             },
-            canTakeMore: { [self] in writer.pending < config.redis.maxPending },
+            canTakeMore: { [maxPending = config.redis.maxPending] in writer.pending < maxPending },
             applied: { [positions] in positions.applied },
             storePosition: { [self] lsn, lastEvent in
                 var job = RedisJob(
@@ -214,7 +195,6 @@ final class ReplicationPositions: Sendable {
         }
     }
 }
-
 
 /// `freshet:{slot}:position`: the confirmed position and the id of the last event before it, as `LSN EVENT-ID`.
 struct StoredPosition: Sendable, Equatable {

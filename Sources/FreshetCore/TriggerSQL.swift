@@ -109,6 +109,12 @@ public enum TriggerSQL {
         return "{" + quoted.joined(separator: ",") + "}"
     }
 
+    /// SQL for the keys of the JSON row `row` that are not wanted (`'{}'` when every column is wanted): what the
+    /// trigger leaves out. Read from the row itself, not the catalog (every row of a statement has the same columns).
+    static func unwanted(_ row: String) -> String {
+        "CASE WHEN wanted IS NULL THEN '{}'::text[] ELSE ARRAY(SELECT k FROM jsonb_object_keys(\(row)) k WHERE NOT (k = ANY (wanted))) END"
+    }
+
     /// The trigger function. Arguments: channel, ignored columns, minimal columns, row columns (`*` for all).
     ///
     /// Runs once per statement. Each row becomes `{"old":…,"new":…}` holding only the row columns; rows are packed
@@ -162,8 +168,7 @@ public enum TriggerSQL {
             -- One row: one query, no cursor. NULL item: an UPDATE of ignored columns only.
             IF TG_OP = 'INSERT' THEN
               IF (SELECT count(*) FROM (SELECT FROM freshet_new LIMIT 2) r) = 1 THEN
-                SELECT jsonb_build_object('old', NULL, 'new', n.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
-                         ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END)::text
+                SELECT jsonb_build_object('old', NULL, 'new', n.j - \(unwanted("n.j")))::text
                 INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_new t) n;
                 IF octet_length(item) <= room THEN
                   PERFORM pg_notify(channel, prefix || item || ']}');
@@ -172,8 +177,7 @@ public enum TriggerSQL {
               END IF;
             ELSIF TG_OP = 'DELETE' THEN
               IF (SELECT count(*) FROM (SELECT FROM freshet_old LIMIT 2) r) = 1 THEN
-                SELECT jsonb_build_object('old', o.j - CASE WHEN wanted IS NULL THEN '{}'::text[]
-                         ELSE ARRAY(SELECT k FROM jsonb_object_keys(o.j) k WHERE NOT (k = ANY (wanted))) END, 'new', NULL)::text
+                SELECT jsonb_build_object('old', o.j - \(unwanted("o.j")), 'new', NULL)::text
                 INTO item FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o;
                 IF octet_length(item) <= room THEN
                   PERFORM pg_notify(channel, prefix || item || ']}');
@@ -185,8 +189,7 @@ public enum TriggerSQL {
                        jsonb_build_object('old', o.j - d.keys, 'new', n.j - d.keys)::text END
               INTO item
               FROM (SELECT to_jsonb(t) AS j FROM freshet_old t) o, (SELECT to_jsonb(t) AS j FROM freshet_new t) n,
-                   LATERAL (SELECT CASE WHEN wanted IS NULL THEN '{}'::text[]
-                            ELSE ARRAY(SELECT k FROM jsonb_object_keys(n.j) k WHERE NOT (k = ANY (wanted))) END AS keys) d;
+                   LATERAL (SELECT \(unwanted("n.j")) AS keys) d;
               IF item IS NULL THEN
                 RETURN NULL;
               END IF;
@@ -195,14 +198,10 @@ public enum TriggerSQL {
                 RETURN NULL;
               END IF;
             END IF;
-            IF wanted IS NOT NULL THEN
-              IF TG_OP = 'DELETE' THEN
-                SELECT coalesce(array_agg(k), '{}') INTO dropped
-                FROM jsonb_object_keys((SELECT to_jsonb(t) FROM freshet_old t LIMIT 1)) k WHERE NOT (k = ANY (wanted));
-              ELSE
-                SELECT coalesce(array_agg(k), '{}') INTO dropped
-                FROM jsonb_object_keys((SELECT to_jsonb(t) FROM freshet_new t LIMIT 1)) k WHERE NOT (k = ANY (wanted));
-              END IF;
+            IF TG_OP = 'DELETE' THEN
+              dropped := \(unwanted("(SELECT to_jsonb(t) FROM freshet_old t LIMIT 1)"));
+            ELSE
+              dropped := \(unwanted("(SELECT to_jsonb(t) FROM freshet_new t LIMIT 1)"));
             END IF;
             -- Each row as {"old":…,"new":…}; cut to the minimal columns (partial) when it alone would not fit.
             -- Static SQL, so that its plan is cached for the session; read through a cursor, so that a statement of

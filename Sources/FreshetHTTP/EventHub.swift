@@ -327,8 +327,6 @@ package final class EventHub: Service, Sendable {
         close()
     }
 
-    /// Why a resume from `lastSeen` cannot be proven complete (it gets a resync), or nil when the ring and the source
-    /// hold every later event.
     /// The resync reason of a resume from before a gap.
     static let eventsMissed = "events missed"
     /// The resync reason of a resume before the source streams: its id may still be right (the slot re-sends what
@@ -336,6 +334,8 @@ package final class EventHub: Service, Sendable {
     /// id proves nothing (after a failover that made ids start over lower, it would hide new events).
     static let starting = "Freshet is starting"
 
+    /// Why a resume from `lastSeen` cannot be proven complete (it gets a resync), or nil when the ring and the source
+    /// hold every later event.
     private func resumeProblem(_ lastSeen: EventID?, state: State) -> String? {
         guard let lastSeen else { return "unknown event id" }
         if durableIDs {

@@ -432,26 +432,12 @@ package final class RedisWriter: Service, @unchecked Sendable {
         return nil
     }
 
-    /// Reports the newest applied transaction and stored position among the held confirmations (of the newest slot
-    /// history among them: an older history's positions no longer count).
+    /// Reports the held confirmations, in order (`onApplied` keeps the newest of each kind for its slot history).
     private func releaseConfirmations(_ t: inout ThreadState) {
         guard !t.heldConfirmations.isEmpty else { return }
         defer { t.heldConfirmations.removeAll(keepingCapacity: true) }
         guard let onApplied else { return }
-        var transaction: (lsn: UInt64, history: UInt64)?
-        var stored: (lsn: UInt64, history: UInt64)?
-        func newest(_ current: (lsn: UInt64, history: UInt64)?, _ lsn: UInt64, _ history: UInt64) -> (lsn: UInt64, history: UInt64) {
-            guard let current, current.history >= history else { return (lsn, history) }
-            return current.history > history ? current : (max(current.lsn, lsn), history)
-        }
-        for confirmation in t.heldConfirmations {
-            switch confirmation {
-            case .transaction(let lsn, let history): transaction = newest(transaction, lsn, history)
-            case .stored(let lsn, let history): stored = newest(stored, lsn, history)
-            }
-        }
-        if let transaction { onApplied(.transaction(transaction.lsn, history: transaction.history)) }
-        if let stored { onApplied(.stored(stored.lsn, history: stored.history)) }
+        for confirmation in t.heldConfirmations { onApplied(confirmation) }
     }
 
     private func ping(_ t: inout ThreadState) {
