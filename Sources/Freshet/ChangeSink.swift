@@ -48,7 +48,9 @@ final class ChangeSink: Sendable {
     /// The source delivers changes from now on. `gap`: changes before this may be missing (`startup`,
     /// `listen_reconnect`, `slot_created`, `slot_lost`): repaired behind everything already queued, and `/readyz` says
     /// 503 until the repair is done — counted in the same update that marks the source up, so never ready in between.
-    func sourceUp(gap: String?) {
+    /// `historyStart`: with a gap of the replication source, the new slot's first position (its ids may be lower
+    /// than those already published).
+    func sourceUp(gap: String?, historyStart: EventID? = nil) {
         context.readiness.update {
             $0.listening = true
             if gap != nil { $0.repairsPending += 1 }
@@ -62,7 +64,9 @@ final class ChangeSink: Sendable {
         // Behind everything already queued: flush every key template's pattern unless `on_gap: none`, then a resync
         // (the publisher sees it done and releases `/readyz`).
         let operations = context.config.onGap == .flush ? Self.repairPatterns(catalog).map { RedisOperation.unlinkMatching(pattern: $0) } : []
-        context.writer.submit(RedisJob(operations: operations, event: nil, repairCause: gap))
+        var repair = RedisJob(operations: operations, event: nil, repairCause: gap)
+        repair.historyStart = historyStart
+        context.writer.submit(repair)
     }
 
     /// The source's connection is gone (it reconnects by itself).

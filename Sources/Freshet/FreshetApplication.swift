@@ -93,11 +93,17 @@ public final class FreshetApplication: Sendable {
         // `http.relay: redis`: the writer appends each batch's events to the relay stream; every process reads it.
         let relayName = replication ? config.postgres.replication.slot : config.postgres.channel
         let relayKey = "freshet:{\(relayName)}:events"  // one hash tag: the stream lives on one Cluster node
+        let relayGenerationKey = "freshet:{\(relayName)}:generation"
         let hub = self.hub
         let relayStream = relayed
             ? RelayStreamWriter(
-                key: relayKey, maxLength: config.http.replay, explicitIDs: replication,
-                entries: { RelayEntries.entries($0, explicitIDs: replication, hub: hub) }, onDuplicate: { metrics.relayDuplicates($0) }
+                key: relayKey, generationKey: relayGenerationKey, maxLength: config.http.replay, explicitIDs: replication,
+                entries: { RelayEntries.entries($0, explicitIDs: replication, hub: hub) }, onDuplicate: { metrics.relayDuplicates($0) },
+                onStartOver: { [logger] top, start in
+                    logger.warning("relay stream started over: the new replication slot starts below its entries", metadata: [
+                        "stream_top": "\(top)", "slot_start": "\(start)",
+                    ])
+                }
             )
             : nil
         let positions = ReplicationPositions()
@@ -169,7 +175,7 @@ public final class FreshetApplication: Sendable {
                 lock: lock, services: writerSide, readiness: readiness, logger: logger, shutdownTimeout: config.shutdownTimeout
             ))]
             relayServices = [.init(service: RelayReader(
-                access: redis, key: relayKey, hub: hub, replay: config.http.replay, readiness: readiness, logger: logger
+                access: redis, key: relayKey, generationKey: relayGenerationKey, hub: hub, replay: config.http.replay, readiness: readiness, logger: logger
             ))]
         }
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = writerSide + relayServices + [

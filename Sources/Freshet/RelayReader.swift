@@ -16,18 +16,27 @@ import Synchronization
 /// from before a restart of all of them, resumes from the stream; an id older than the oldest entry gets a resync.
 /// After losing Redis it goes on from the last id it read; if the stream was trimmed past it meanwhile, subscribers
 /// get a resync.
+///
+/// When the writer started the stream over (a replication slot made again below its entries: the generation key
+/// changed, read with each `XREAD`), the hub starts a new history (old ids resync) and the reader reads the new stream
+/// from its start; subscribers get one resync.
 final class RelayReader: Service, @unchecked Sendable {
     let access: RedisAccess
     let key: String
+    let generationKey: String
     let hub: EventHub
     let replay: Int
     let readiness: ReadinessState
     let logger: Logger
     private let stopped = Mutex(false)
 
-    init(access: RedisAccess, key: String, hub: EventHub, replay: Int, readiness: ReadinessState, logger: Logger) {
+    init(
+        access: RedisAccess, key: String, generationKey: String, hub: EventHub, replay: Int, readiness: ReadinessState,
+        logger: Logger
+    ) {
         self.access = access
         self.key = key
+        self.generationKey = generationKey
         self.hub = hub
         self.replay = replay
         self.readiness = readiness
@@ -50,12 +59,16 @@ final class RelayReader: Service, @unchecked Sendable {
         let target = access.target(logger: logger)
         var lastID: String?
         var lostAfter: String?
+        /// The stream's generation as last read (nil: never started over).
+        var generation: RedisReply = .null
+        /// Started over: the first entry read must be the writer's resync, or subscribers get one of ours.
+        var expectResync = false
         var backoff = Backoff(base: 0.05, cap: 1)
         let block = String(max(100, min(1000, Int(access.timeout * 500))))
         while !isStopped {
             do throws(RedisError) {
                 if lastID == nil {
-                    lastID = try load(target)
+                    (lastID, generation) = try load(target)
                 } else if let since = lostAfter {
                     // Back after losing Redis: were entries after the last one read trimmed away meanwhile?
                     let first = try target.command(["XRANGE", key, "-", "+", "COUNT", "1"], key: key)
@@ -66,10 +79,29 @@ final class RelayReader: Service, @unchecked Sendable {
                     }
                     lostAfter = nil
                 }
-                let reply = try target.command(["XREAD", "COUNT", "1000", "BLOCK", block, "STREAMS", key, lastID!], key: key)
+                // The generation is read after the XREAD returns: when it is unchanged, so was the stream the XREAD read.
+                let replies = try target.pipeline([
+                    RedisCommand(key: key, arguments: ["XREAD", "COUNT", "1000", "BLOCK", block, "STREAMS", key, lastID!]),
+                    RedisCommand(key: generationKey, arguments: ["GET", generationKey]),
+                ])
+                let reply = replies[0]
                 if let text = reply.errorText { throw RedisError.refused("XREAD", RedisErrorReply(text)) }
+                if let text = replies[1].errorText { throw RedisError.refused("GET", RedisErrorReply(text)) }
+                if replies[1] != generation {
+                    // Started over: what this XREAD returned may be the new stream's; read that from its start.
+                    logger.warning("relay stream started over (a new replication slot); subscribers resync", metadata: ["last_id": "\(lastID!)"])
+                    hub.setResumeFloor(EventID(epoch: 0, sequence: 0), ceiling: 0, gap: true)
+                    generation = replies[1]
+                    lastID = "0-0"
+                    expectResync = true
+                    continue
+                }
                 if case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2 {
                     for entry in Self.entries(stream[1]) {
+                        if expectResync {
+                            expectResync = false
+                            if entry.fields["type"] != Array("resync".utf8) { hub.publishResync(reason: "relay stream started over") }
+                        }
                         deliver(entry)
                         lastID = entry.id
                     }
@@ -87,9 +119,15 @@ final class RelayReader: Service, @unchecked Sendable {
         }
     }
 
-    /// Publishes the stream's last `replay` entries and sets the hub's resume floor; returns the last id.
-    private func load(_ target: RedisTarget) throws(RedisError) -> String {
-        let reply = try target.command(["XREVRANGE", key, "+", "-", "COUNT", String(max(replay, 1))], key: key)
+    /// Publishes the stream's last `replay` entries and sets the hub's resume floor; returns the last id and the
+    /// stream's generation.
+    private func load(_ target: RedisTarget) throws(RedisError) -> (String, RedisReply) {
+        let replies = try target.pipeline([
+            RedisCommand(key: generationKey, arguments: ["GET", generationKey]),
+            RedisCommand(key: key, arguments: ["XREVRANGE", key, "+", "-", "COUNT", String(max(replay, 1))]),
+        ])
+        if let text = replies[0].errorText { throw RedisError.refused("GET", RedisErrorReply(text)) }
+        let reply = replies[1]
         if let text = reply.errorText { throw RedisError.refused("XREVRANGE", RedisErrorReply(text)) }
         let entries = Self.entries(reply).reversed()
         for entry in entries { deliver(entry) }
@@ -97,7 +135,7 @@ final class RelayReader: Service, @unchecked Sendable {
         let newest = entries.last.flatMap { EventID(parsing: $0.id) } ?? oldest
         hub.setResumeFloor(oldest, ceiling: newest.epoch, gap: false)
         logger.info("relay stream loaded", metadata: ["entries": "\(entries.count)", "last_id": "\(newest)"])
-        return entries.last?.id ?? "0-0"
+        return (entries.last?.id ?? "0-0", replies[0])
     }
 
     struct Entry {
@@ -143,7 +181,9 @@ enum RelayEntries {
     static func entries(_ jobs: [RedisJob], explicitIDs: Bool, hub: EventHub) -> [RelayStreamWriter.Entry] {
         jobs.compactMap { job in
             if let cause = job.repairCause {
-                return RelayStreamWriter.Entry(id: explicitIDs ? nil : "*", fields: ["type", "resync", "reason", "gap: \(cause)"])
+                return RelayStreamWriter.Entry(
+                    id: explicitIDs ? nil : "*", fields: ["type", "resync", "reason", "gap: \(cause)"], historyStart: job.historyStart
+                )
             }
             guard let event = job.event else { return nil }
             var fields = [

@@ -111,7 +111,10 @@ final class ReplicationSource: Service {
                 let streamedBefore = streamed.mark()
                 // A new slot: its positions start a history of their own (they may be lower than the old slot's).
                 if gap != nil { positions.beginHistory() }
-                sink.sourceUp(gap: gap == "slot_created" && (marker != nil || streamedBefore) ? "slot_lost" : gap)
+                sink.sourceUp(
+                    gap: gap == "slot_created" && (marker != nil || streamedBefore) ? "slot_lost" : gap,
+                    historyStart: gap != nil ? EventID(epoch: confirmed, sequence: 0) : nil
+                )
             },
             disconnected: { _ in sink.sourceDown() },
             transaction: { [positions] piece, handedEarlier, tick in

@@ -6,6 +6,10 @@ package struct RedisJob: Sendable {
     package var event: ChangeEvent?
     /// Set on a gap repair job (its operations flush every template pattern): the cause, for the log and the resync.
     package var repairCause: String?
+    /// Set on the repair of a replication slot made again (replication source): the new slot's first position. Its ids
+    /// may be lower than those already published (a failover to a standby that lagged); the relay stream then starts
+    /// over (`RelayStreamWriter`).
+    package var historyStart: EventID?
     /// Its operations were dropped by a queue overflow (`redis_overflow`): only the event is left.
     package var dropped = false
     /// What Redis applying this job proves, for the replication source's confirmations.

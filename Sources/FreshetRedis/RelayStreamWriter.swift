@@ -10,32 +10,45 @@ import FreshetCore
 ///   (counted, never sent twice). A resync entry in replication mode takes the last id's `LSN-*`.
 /// - A failed append fails the batch: the writer retries it (UNLINK and SET are idempotent; a re-appended change is
 ///   refused as a duplicate in replication mode).
+/// - A replication slot made again may start below the stream's top (a failover to a standby that lagged): its repair's
+///   resync entry then **starts the stream over** — `DEL` the stream, `INCR` the generation key, append the resync
+///   and the new history's entries after it. Every reader reads the generation with each `XREAD` and follows
+///   (`RelayReader`). Ids that only compared with the old slot's mean nothing now, so nothing of them is kept.
 package final class RelayStreamWriter: @unchecked Sendable {
     /// One stream entry: its id (`LSN-N`, or nil: `*`, or right after the last one with explicit ids) and fields.
     package struct Entry: Sendable {
         package var id: String?
         package var fields: [String]
+        /// A resync for a new slot history whose ids start after this position (`RedisJob.historyStart`).
+        package var historyStart: EventID?
 
-        package init(id: String?, fields: [String]) {
+        package init(id: String?, fields: [String], historyStart: EventID? = nil) {
             self.id = id
             self.fields = fields
+            self.historyStart = historyStart
         }
     }
 
     package let key: String
+    /// Counts the stream's lives: incremented whenever it starts over (same hash tag as `key`).
+    package let generationKey: String
     private let maxLength: Int
     private let explicitIDs: Bool
     private let entries: @Sendable ([RedisJob]) -> [Entry]
     private let onDuplicate: @Sendable (Int) -> Void
+    private let onStartOver: @Sendable (_ top: EventID, _ start: EventID) -> Void
     /// Explicit ids: the stream's top id as last seen (touched on the writer's thread only).
     private var lastID: EventID?
 
     /// - Parameter entries: the stream entries of a batch's jobs, in order (events, and resyncs for repairs).
     package init(
-        key: String, maxLength: Int, explicitIDs: Bool, entries: @escaping @Sendable ([RedisJob]) -> [Entry],
-        onDuplicate: @escaping @Sendable (Int) -> Void = { _ in }
+        key: String, generationKey: String, maxLength: Int, explicitIDs: Bool, entries: @escaping @Sendable ([RedisJob]) -> [Entry],
+        onDuplicate: @escaping @Sendable (Int) -> Void = { _ in },
+        onStartOver: @escaping @Sendable (_ top: EventID, _ start: EventID) -> Void = { _, _ in }
     ) {
         self.key = key
+        self.generationKey = generationKey
+        self.onStartOver = onStartOver
         self.maxLength = max(maxLength, 1)
         self.explicitIDs = explicitIDs
         self.entries = entries
@@ -51,6 +64,13 @@ package final class RelayStreamWriter: @unchecked Sendable {
             var commands: [RedisCommand] = []
             for entry in batch {
                 var id = entry.id ?? "*"
+                if explicitIDs, let start = entry.historyStart, start <= lastID! {
+                    // The new slot's ids start at or below entries already in the stream: start it over.
+                    onStartOver(lastID!, start)
+                    commands.append(RedisCommand(key: key, arguments: ["DEL", key]))
+                    commands.append(RedisCommand(key: generationKey, arguments: ["INCR", generationKey]))
+                    lastID = EventID(epoch: 0, sequence: 0)  // the resync becomes 0-1, below every id of the new slot
+                }
                 if explicitIDs {
                     if let parsed = entry.id.flatMap(EventID.init(parsing:)) {
                         if parsed > lastID! { lastID = parsed }

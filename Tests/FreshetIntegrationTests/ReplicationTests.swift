@@ -473,18 +473,31 @@ struct ReplicationSlotTests {
         let slot = "f_" + TestServers.uniquePrefix()
         let prefix = TestServers.uniquePrefix()
         let fixture: FreshetFixture
+        let url: String
+        let http: String
 
-        init() async throws {
+        /// - Parameter http: lines under `http:` (e.g. the relay).
+        init(http: String = "") async throws {
+            self.http = http
             primary = try await OwnPostgres(extraOptions: "-c wal_sender_timeout=2s")
             redis = try await OwnRedis()
             _ = try await FailoverPair.sql(primary.url, """
                 CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a'), (2, 'b'); CREATE TABLE filler (v int)
                 """)
             standby = try await OwnPostgres(standbyOf: primary)
-            let url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
-            fixture = try FreshetFixture(
+            url = "postgresql://postgres@127.0.0.1:\(primary.port),127.0.0.1:\(standby.port)/postgres?target_session_attrs=read-write"
+            fixture = try Self.freshet(url: url, prefix: prefix, http: http, redis: redis, slot: slot)
+        }
+
+        /// A Freshet process on the pair (each call a new one, same configuration).
+        func another() throws -> FreshetFixture {
+            try Self.freshet(url: url, prefix: prefix, http: http, redis: redis, slot: slot)
+        }
+
+        private static func freshet(url: String, prefix: String, http: String, redis: OwnRedis, slot: String) throws -> FreshetFixture {
+            try FreshetFixture(
                 databaseURL: url, prefix: prefix, tablesYAML: "  - name: users\n    redis: [{key: \"{prefix}:user:{id}\"}]",
-                redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
+                http: http, redisURL: redis.url, metrics: true, postgres: ReplicationTests.source(slot)
             )
         }
 
@@ -590,6 +603,58 @@ struct ReplicationSlotTests {
             #expect(newCommit < oldLSN)
             #expect(confirmedWhileAway.value < newCommit, "confirmed \(confirmedWhileAway) before Redis applied commit \(LSN(newCommit))")
         }
+        try await ReplicationTests.dropSlot(slot, standby.url)
+    }
+
+    /// The same failover with `http.relay: redis` and two processes: the writer's lock session dies with the old
+    /// primary (it stops, as designed, for its supervisor to restart it as a standby); the standby takes over on the new
+    /// primary. The new slot's ids are below the relay stream's entries, so the stream starts over and every reader
+    /// follows: the new primary's events reach a live subscriber of the survivor and one that resumed there from an
+    /// old id, and none is refused as a duplicate of the old history.
+    @Test func aFailoverToALaggingStandbyStartsTheRelayStreamOver() async throws {
+        let pair = try await FailoverPair(http: RelayTests.relay)
+        let (primary, standby, redis, slot) = (pair.primary, pair.standby, pair.redis, pair.slot)
+        func sql(_ url: String, _ text: String) async throws -> [[String?]] { try await FailoverPair.sql(url, text) }
+        let a = pair.fixture, b = try pair.another()
+        try await a.start()
+        try await eventually("A is the writer", timeout: 30) {
+            promSample(try await httpGet(port: a.port, path: "/metrics").body, "freshet_writer") == 1
+        }
+        try await b.running { b in
+            let live = try await b.subscribe()
+            try await standby.stop()
+            _ = try await sql(primary.url, "INSERT INTO filler SELECT generate_series(1, 200000)")
+            try await b.sql("UPDATE users SET name = 'a2' WHERE id = 1")
+            try await eventually("the old primary's event, relayed to B") { live.changes.count == 1 }
+            let oldID = try #require(live.changes.last?.id)
+            let oldLSN = try #require(UInt64(oldID.split(separator: "-")[0]))
+            let generation = try redis.run("GET", "freshet:{\(slot)}:generation")
+            let before = try await httpGet(port: b.port, path: "/metrics").body  // one registry for every process of the test
+
+            try await primary.crash()
+            try await standby.start()
+            try await standby.promote()
+            try await eventually("the stream started over", timeout: 30) {
+                try redis.run("GET", "freshet:{\(slot)}:generation") != generation
+            }
+            try await eventually("B is the writer on the new primary", timeout: 30) {
+                promSample(try await httpGet(port: b.port, path: "/metrics").body, "freshet_writer") == 1
+            }
+            try await eventually("the live subscriber told to resync") { live.messages.contains { $0.event == "resync" } }
+            let resumed = try await b.subscribe(headers: ["Last-Event-ID": oldID])
+            try await eventually("a resync for an id of the old history") { resumed.messages.contains { $0.event == "resync" } }
+
+            for n in 3...5 { try await b.sql("UPDATE users SET name = 'a\(n)' WHERE id = 1") }
+            try await eventually("the new primary's events reach both subscribers", timeout: 20) {
+                live.changes.count == 4 && resumed.changes.count == 3
+            }
+            let newID = try #require(live.changes.last?.id)
+            #expect(try #require(UInt64(newID.split(separator: "-")[0])) < oldLSN, "the new history's ids are lower")
+            #expect(resumed.changes.map(\.id) == Array(live.changes.dropFirst().map(\.id)))
+            let after = try await httpGet(port: b.port, path: "/metrics").body
+            #expect(promDelta(before, after, "freshet_relay_duplicates_total") == 0, "no new event refused as a duplicate")
+        }
+        await a.stop()
         try await ReplicationTests.dropSlot(slot, standby.url)
     }
 }
