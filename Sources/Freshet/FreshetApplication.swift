@@ -136,9 +136,9 @@ public final class FreshetApplication: Sendable {
         let router = Router(context: FreshetRequestContext.self)
         let readiness = self.readiness
         let writer = self.writer
+        let eventsOptions = Routes.EventsOptions(authenticator: authenticator, cors: config.http.cors, logger: logger, maxTopics: config.http.maxTopics)
         Routes.add(
-            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) },
-            options: .init(authenticator: authenticator, cors: config.http.cors, logger: logger, maxTopics: config.http.maxTopics)
+            to: router, hub: hub, readiness: Readiness { readiness.reasons(redis: writer.notReadyReasons) }, options: eventsOptions
         )
         if let metrics = options.metrics {
             Routes.addMetrics(to: router) { metrics.text() }
@@ -146,7 +146,10 @@ public final class FreshetApplication: Sendable {
         let boundPort = self.boundPortBox
         let server: HTTPServerBuilder
         do {
-            server = try ServerBuilder.make(connections: connections, http: config.http)
+            server = try ServerBuilder.make(
+                connections: connections, http: config.http,
+                events: EventsServer(options: eventsOptions, hub: hub, http: config.http, connections: connections)
+            )
         } catch {
             throw ConfigError(problems: [ConfigProblem(field: error.field, message: error.message)])
         }

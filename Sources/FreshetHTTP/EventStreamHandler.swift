@@ -12,6 +12,9 @@ import NIOHTTPTypes
 /// subscriber's mailbox (the `retry:` hint, the replay) is written, then each event as it is published. A subscriber
 /// whose unsent bytes exceed its budget (`http.client_buffer`) is dropped: it gets its `resync` and is closed.
 ///
+/// On Freshet's own HTTP/1.1 path (`EventsFrontDoor`) the handler is the connection's only handler: it writes the
+/// response head, every event as a chunk, and the last chunk itself (`startStream`, `endStream`).
+///
 /// Hummingbird allows half-closure, so a browser that closes its tab only half-closes the connection, and a stream
 /// would notice only at its next write. This handler watches for `inputClosed` while a `text/event-stream` response is
 /// in flight and closes the channel at once; `/events` then releases the subscriber.
@@ -43,12 +46,14 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// An HTTP/2 stream (a child of the connection's channel), and its bytes written but not yet passed on.
     private var isStream = false
     private var streamPending = 0
+    /// Freshet's own HTTP/1.1 path: no HTTP handlers around this one; it frames the chunked response itself.
+    private var bare = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         channel = context.channel
         isStream = context.channel.isHTTP2Stream
-        if !isStream {
+        if !isStream && !bare {
             raw = RawChunkWriter.install(in: context.pipeline)
             // A connection reads one request head and then only writes: a small fixed receive buffer, not the
             // adaptive one NIO keeps (and may grow) per connection.
@@ -96,8 +101,9 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// drops it. Returns whether the handler needs a `flush()`. On the event loop.
     func writeEvent(_ buffer: ByteBuffer, chunk: ByteBuffer? = nil) -> Bool {
         guard active, !dropped, let context else { return false }
-        // HTTP/1.1 with the chunk writer: the framed chunk below the encoder; else the body part through it.
-        let below = raw?.writer.chunked == true ? chunk.map { (raw!.context, $0) } : nil
+        // HTTP/1.1 with the chunk writer: the framed chunk below the encoder; else the body part through it. On the
+        // own path, the chunk from here.
+        let below = bare ? (context, chunk ?? RawChunkWriter.chunk(buffer)) : raw?.writer.chunked == true ? chunk.map { (raw!.context, $0) } : nil
         let size = below?.1.readableBytes ?? buffer.readableBytes
         // Bytes not yet passed on: an HTTP/2 stream has no socket of its own, so what it wrote and is still held back
         // (by the stream's flow-control window or the connection's socket); otherwise the socket's own.
@@ -144,7 +150,37 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Sends what `writeEvent` wrote: one socket write for everything a batch held. On the event loop.
     func flush() {
         // From below the HTTP handlers when events went that way: a flush anywhere sends every pending write.
-        if let raw, raw.writer.chunked { raw.context.flush() } else { context?.flush() }
+        if !bare, let raw, raw.writer.chunked { raw.context.flush() } else { context?.flush() }
+    }
+
+    /// Freshet's own HTTP/1.1 path: marks the handler as the connection's only one. Before it is added.
+    func makeBare() {
+        bare = true
+    }
+
+    /// Own path: writes the response head (ending the head, `Transfer-Encoding: chunked`), then what waited in the
+    /// subscriber's mailbox, and writes each event from then on. On the event loop, after `attach`.
+    func startStream(head: ByteBuffer) {
+        guard let context else { return }
+        context.write(NIOAny(IOData.byteBuffer(head)), promise: nil)
+        streaming = true
+        active = true
+        if let subscriber, let pending = subscriber.activate(self) {
+            context.write(NIOAny(IOData.byteBuffer(RawChunkWriter.chunk(pending))), promise: nil)
+        }
+        context.flush()
+    }
+
+    /// Own path: the stream finished (the hub closed, or the subscriber was dropped): the last chunk, then close.
+    /// On the event loop.
+    func endStream() {
+        guard bare, active, let context else { return }
+        active = false
+        streaming = false
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(IOData.byteBuffer(ByteBuffer(staticString: "0\r\n\r\n")))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 
     /// Writes the last bytes of the stream (a dropped subscriber's resync), from any thread.
@@ -158,7 +194,11 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func writeBody(_ buffer: ByteBuffer) {
-        context?.writeAndFlush(wrapOutboundOut(.body(buffer)), promise: nil)
+        if bare {
+            context?.writeAndFlush(NIOAny(IOData.byteBuffer(RawChunkWriter.chunk(buffer))), promise: nil)
+        } else {
+            context?.writeAndFlush(wrapOutboundOut(.body(buffer)), promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -166,6 +206,10 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // which closes the stream's channel).
         if let event = event as? ChannelEvent, event == .inputClosed, streaming, !isStream {
             context.close(promise: nil)
+            return
+        }
+        if bare, event is ChannelShouldQuiesceEvent {  // the server shuts down: end the stream (Hummingbird's path does)
+            if active { endStream() } else { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)

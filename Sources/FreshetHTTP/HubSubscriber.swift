@@ -23,6 +23,8 @@ extension EventHub {
         struct Mailbox {
             var pending: ByteBuffer?
             var finishWaiter: CheckedContinuation<Void, Never>?
+            /// Called once when the stream has finished (Freshet's own HTTP/1.1 path ends the response then).
+            var whenFinished: (@Sendable () -> Void)?
             var finished = false
             var direct: EventStreamHandler?
         }
@@ -81,17 +83,30 @@ extension EventHub {
         /// Ends the stream after what is pending; with `replacing`, that is all that is still written (a dropped
         /// subscriber's resync instead of its backlog).
         func finish(replacing last: ByteBuffer? = nil) {
-            let (finishWaiter, direct, first) = mailbox.withLock { box in
+            let (finishWaiter, direct, first, whenFinished) = mailbox.withLock { box in
                 let first = !box.finished
                 box.finished = true
                 if let last, box.direct == nil { box.pending = last }  // written when the handler takes over
                 let finishWaiter = box.finishWaiter
                 box.finishWaiter = nil
-                return (finishWaiter, box.direct, first)
+                let whenFinished = box.whenFinished
+                box.whenFinished = nil
+                return (finishWaiter, box.direct, first, whenFinished)
             }
             if let direct, let last { direct.writeFinal(last) }  // scheduled before the response's end
             finishWaiter?.resume()
+            whenFinished?()
             if first, let onFinish = onFinish.withLock({ $0 }) { onFinish() }
+        }
+
+        /// Calls `callback` once the stream has finished (at once if it has).
+        func whenFinished(_ callback: @escaping @Sendable () -> Void) {
+            let done = mailbox.withLock { box in
+                if box.finished { return true }
+                box.whenFinished = callback
+                return false
+            }
+            if done { callback() }
         }
 
         /// Returns once the stream has finished.

@@ -7,7 +7,8 @@ import NIOSSL
 
 /// Builds the HTTP server: HTTP/1.1, or with `http.tls` HTTPS serving HTTP/2 (ALPN `h2`) and HTTP/1.1, each
 /// connection (each HTTP/2 stream) with Freshet's channel handlers: `ConnectionGuard` (the bounds) and
-/// `EventStreamHandler` (SSE writes), and kept in `connections`.
+/// `EventStreamHandler` (SSE writes), and kept in `connections`. Plain HTTP/1.1 connections start with
+/// `EventsFrontDoor`, which serves `GET /events` on Freshet's own path and hands the rest to Hummingbird.
 package enum ServerBuilder {
     /// A TLS file that cannot be used, with the field that names it.
     package struct Problem: Error, Sendable {
@@ -15,12 +16,23 @@ package enum ServerBuilder {
         package var message: String
     }
 
-    package static func make(connections: OpenConnections, http: HTTPSettings) throws(Problem) -> HTTPServerBuilder {
+    /// - Parameter events: what Freshet's own `/events` path needs (plain HTTP/1.1 only).
+    package static func make(connections: OpenConnections, http: HTTPSettings, events: EventsServer) throws(Problem) -> HTTPServerBuilder {
         let limits = ConnectionGuard.Limits(requestTimeout: http.requestTimeout, maxConnections: http.maxConnections)
+        guard let tls = http.tls else {
+            // The front door counted the connection and checked `max_connections` before handing it over; the guard
+            // keeps the head deadline of each later request on the connection.
+            let afterFrontDoor = ConnectionGuard.Limits(requestTimeout: http.requestTimeout, maxConnections: .max)
+            let handlers = HTTP1Channel.Configuration(additionalChannelHandlers: [
+                ConnectionGuard(limits: afterFrontDoor, connections: connections), EventStreamHandler(connections: connections),
+            ])
+            return HTTPServerBuilder { responder in
+                FreshetHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: handlers), events: events)
+            }
+        }
         let handlers = HTTP1Channel.Configuration(additionalChannelHandlers: [
             ConnectionGuard(limits: limits, connections: connections), EventStreamHandler(connections: connections),
         ])
-        guard let tls = http.tls else { return .http1(configuration: handlers) }
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(tls.cert)
