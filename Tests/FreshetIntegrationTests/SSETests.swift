@@ -258,10 +258,38 @@ struct SSETests {
             let fixture = try FreshetFixture(databaseURL: url, tablesYAML: Self.tables)
             try await fixture.start()
             let clients = [try await fixture.subscribe(), try await fixture.subscribe("?topic=users/*")]
+            let raw = try RawHTTPConnection(port: fixture.port)
+            raw.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await raw.waitFor("retry: 2000")
             let started = ContinuousClock.now
             await fixture.stop()
             #expect(ContinuousClock.now - started < .seconds(8))  // "within a few seconds", on a loaded 2-core CI machine
             try await eventually("streams closed") { clients.allSatisfy(\.closed) }
+            try await raw.waitForClose()
+            #expect(raw.text.hasSuffix("\r\n0\r\n\r\n"), "the chunked response ends with its last chunk")
+        }
+    }
+
+    /// Freshet's own `/events` path takes a plain request whole or in pieces; anything else goes to the full HTTP
+    /// server, which serves `/events` too: after another request on a keep-alive connection, and over HTTP/1.0.
+    @Test func eventsIsServedFromAHeadInPiecesAfterAnotherRequestAndOverHTTP10() async throws {
+        try await withFreshet { f in
+            let keepAlive = try RawHTTPConnection(port: f.port)
+            keepAlive.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await keepAlive.waitFor(#"{"status":"ok"}"#)
+            keepAlive.send("GET /events?topic=users/* HTTP/1.1\r\nHost: x\r\n\r\n")
+            let pieces = try RawHTTPConnection(port: f.port)
+            for byte in "GET /events?topic=users/* HTTP/1.1\r\nHost: x\r\n\r\n".utf8 {
+                pieces.send([byte])
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            let old = try RawHTTPConnection(port: f.port)
+            old.send("GET /events?topic=users/* HTTP/1.0\r\n\r\n")
+            for connection in [keepAlive, pieces, old] { try await connection.waitFor("retry: 2000") }
+            try await f.sql("INSERT INTO users VALUES (1, 'a')")
+            for connection in [keepAlive, pieces, old] { try await connection.waitFor("event: change") }
+            #expect(pieces.text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+            #expect(pieces.text.lowercased().contains("transfer-encoding: chunked"))
         }
     }
 }
