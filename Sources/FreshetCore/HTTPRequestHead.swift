@@ -50,6 +50,14 @@ public struct HTTPRequestHead: Sendable, Equatable {
         return field("transfer-encoding") != nil || field("upgrade") != nil || field("expect") != nil
     }
 
+    /// The head in `bytes` when `bytes` is exactly one plain stream request for `path`: `GET` over HTTP/1.1, no body,
+    /// no upgrade, nothing pipelined after it. Anything else is nil (the full HTTP server answers it).
+    public static func plainGet(_ path: String, in bytes: some BidirectionalCollection<UInt8>) -> HTTPRequestHead? {
+        guard length(in: bytes) == bytes.count, let head = parse(bytes), head.method == "GET", head.path == path,
+              head.version == "HTTP/1.1", !head.mayCarryMore else { return nil }
+        return head
+    }
+
     /// The number of bytes up to and including the blank line that ends the head, or nil when `bytes` does not hold
     /// it yet.
     public static func length(in bytes: some BidirectionalCollection<UInt8>) -> Int? {

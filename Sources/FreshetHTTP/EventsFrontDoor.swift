@@ -103,8 +103,7 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
             decided.succeed(.served)
             return
         }
-        guard headLength == view.count, let head = HTTPRequestHead.parse(view), head.method == "GET",
-              head.path == "/events", head.version == "HTTP/1.1", !head.mayCarryMore else {
+        guard headLength == view.count, let head = HTTPRequestHead.plainGet("/events", in: view) else {
             handOverNow(context)
             return
         }

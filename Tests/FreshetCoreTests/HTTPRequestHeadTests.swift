@@ -54,4 +54,19 @@ import Testing
         #expect(try head("Upgrade: websocket\r\nConnection: Upgrade\r\n").mayCarryMore)
         #expect(try head("Expect: 100-continue\r\n").mayCarryMore)
     }
+
+    @Test func onlyAPlainGetOfThePathIsTakenWhole() {
+        func plain(_ text: String) -> Bool { HTTPRequestHead.plainGet("/events", in: bytes(text)) != nil }
+        #expect(plain("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"))
+        #expect(plain("GET /events?topic=a&topic=b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"))
+        #expect(!plain("GET /events HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n"), "a pipelined request after it")
+        #expect(!plain("GET /events HTTP/1.1\r\nHost: x\r\n"), "not a whole head yet")
+        #expect(!plain("GET /events HTTP/1.0\r\n\r\n"))
+        #expect(!plain("POST /events HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"))
+        #expect(!plain("OPTIONS /events HTTP/1.1\r\n\r\n"))
+        #expect(!plain("GET /events/x HTTP/1.1\r\n\r\n"))
+        #expect(!plain("GET /eventsx HTTP/1.1\r\n\r\n"))
+        #expect(!plain("GET /metrics HTTP/1.1\r\n\r\n"))
+        #expect(!plain("GET /events HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"))
+    }
 }
