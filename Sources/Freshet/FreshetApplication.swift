@@ -100,7 +100,7 @@ public final class FreshetApplication: Sendable {
                 key: relayKey, generationKey: relayGenerationKey, maxLength: config.http.replay, explicitIDs: replication,
                 entries: { RelayEntries.entries($0, explicitIDs: replication, hub: hub) }, onDuplicate: { metrics.relayDuplicates($0) },
                 onStartOver: { [logger] top, start in
-                    logger.warning("relay stream started over: the new replication slot starts below its entries", metadata: [
+                    logger.warning("relay stream started over for a new replication slot (its ids may be below the stream's)", metadata: [
                         "stream_top": "\(top)", "slot_start": "\(start)",
                     ])
                 }

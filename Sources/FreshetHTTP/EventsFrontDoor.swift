@@ -38,6 +38,10 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
     private var done = false
     /// Handed over: bytes that still reach this handler (before it is removed) go on to Hummingbird's.
     private var passing = false
+    /// How far `received` was searched for the end of the head (the search resumes there).
+    private var scanned = 0
+    /// The server shuts down while the decision is pending: close instead of answering.
+    private(set) var quiescing = false
 
     init(server: EventsServer, decided: EventLoopPromise<Outcome>, handOver: @escaping (any Channel) -> EventLoopFuture<Void>) {
         self.server = server
@@ -86,23 +90,17 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
         }
         if received == nil { received = bytes } else { received!.writeBuffer(&bytes) }
         let view = received!.readableBytesView
-        guard let headLength = HTTPRequestHead.length(in: view) else {
-            if view.count > Self.maxHead { handOverNow(context) }
+        // Resumes 3 bytes back: the blank line may straddle two reads.
+        let from = max(0, scanned - 3)
+        guard let rest = HTTPRequestHead.length(in: view.dropFirst(from)) else {
+            scanned = view.count
+            if view.count > Self.maxHead { overLimit ? reject(context) : handOverNow(context) }
             return
         }
+        let headLength = from + rest
         deadline?.cancel()
         deadline = nil
-        if overLimit {
-            done = true
-            ConnectionGuard.overCapacity.increment()
-            let body = #"{"error":"too many connections (http.max_connections)"}"#
-            var fields = HTTPFields()
-            fields[.contentType] = "application/json"
-            fields[.retryAfter] = "5"
-            respondAndClose(context, .serviceUnavailable, fields, body: body)
-            decided.succeed(.served)
-            return
-        }
+        if overLimit { return reject(context) }
         guard headLength == view.count, let head = HTTPRequestHead.plainGet("/events", in: view) else {
             handOverNow(context)
             return
@@ -133,6 +131,7 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
     ) {
         defer { decided.succeed(.served) }
         guard context.channel.isActive else { return }
+        if (context.handler as? EventsFrontDoor)?.quiescing == true { return context.close(promise: nil) }
         switch decision {
         case .refuse(let status, let message, let fields):
             respondAndClose(context, status, fields, body: EventsEndpoint.Decision.body(message))
@@ -141,8 +140,30 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent, !passing else { return context.fireUserInboundEventTriggered(event) }
+        // The server shuts down: a connection without a whole request is closed; one whose request is being
+        // decided is closed instead of answered.
+        quiescing = true
+        if !done { context.close(promise: nil) }
+    }
+
+    /// Past `http.max_connections`: `503` and close.
+    private func reject(_ context: ChannelHandlerContext) {
+        done = true
+        deadline?.cancel()
+        deadline = nil
+        ConnectionGuard.overCapacity.increment()
+        let body = #"{"error":"too many connections (http.max_connections)"}"#
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json"
+        fields[.retryAfter] = "5"
+        respondAndClose(context, .serviceUnavailable, fields, body: body)
+        decided.succeed(.served)
+    }
+
     /// Hands the connection to Hummingbird: its handlers after this one, the bytes read so far passed on, this handler
-    /// removed.
+    /// removed. (A head longer than `maxHead` gets a new `request_timeout` from Hummingbird's side: at most two.)
     private func handOverNow(_ context: ChannelHandlerContext) {
         done = true
         deadline?.cancel()

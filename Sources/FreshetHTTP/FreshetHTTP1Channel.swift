@@ -29,10 +29,13 @@ struct FreshetHTTP1Channel: ServerChildChannel {
             // On the event loop: Hummingbird's handlers go after the front door, which then passes the bytes on.
             inner.setup(channel: channel, logger: logger).map { handedOver.value = $0 }
         }
-        return channel.eventLoop.makeCompletedFuture {
+        do {
             try channel.pipeline.syncOperations.addHandler(door)
-            return Value(channel: channel, decided: decided.futureResult, handedOver: handedOver)
+        } catch {
+            decided.fail(error)
+            return channel.eventLoop.makeFailedFuture(error)
         }
+        return channel.eventLoop.makeSucceededFuture(Value(channel: channel, decided: decided.futureResult, handedOver: handedOver))
     }
 
     /// Waits for the request head; returns at once for a connection the front door serves (the channel lives on in

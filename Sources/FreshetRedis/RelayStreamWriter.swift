@@ -11,9 +11,10 @@ import FreshetCore
 /// - A failed append fails the batch: the writer retries it (UNLINK and SET are idempotent; a re-appended change is
 ///   refused as a duplicate in replication mode).
 /// - A replication slot made again may start below the stream's top (a failover to a standby that lagged): its repair's
-///   resync entry then **starts the stream over** — `DEL` the stream, `INCR` the generation key, append the resync
-///   and the new history's entries after it. Every reader reads the generation with each `XREAD` and follows
-///   (`RelayReader`). Ids that only compared with the old slot's mean nothing now, so nothing of them is kept.
+///   resync entry **starts the stream over** — in one script: `DEL` the stream, a new value of the generation
+///   key (a count and the history's start, so that a retry does not start it over twice), the resync as `0-1`; the
+///   new history's entries follow. Every reader reads the generation with each `XREAD` and follows (`RelayReader`).
+///   Ids that only compared with the old slot's mean nothing now, so nothing of them is kept.
 package final class RelayStreamWriter: @unchecked Sendable {
     /// One stream entry: its id (`LSN-N`, or nil: `*`, or right after the last one with explicit ids) and fields.
     package struct Entry: Sendable {
@@ -63,14 +64,23 @@ package final class RelayStreamWriter: @unchecked Sendable {
             if explicitIDs && lastID == nil { lastID = try Self.topID(key, on: target) ?? EventID(epoch: 0, sequence: 0) }
             var commands: [RedisCommand] = []
             for entry in batch {
-                var id = entry.id ?? "*"
-                if explicitIDs, let start = entry.historyStart, start <= lastID! {
-                    // The new slot's ids start at or below entries already in the stream: start it over.
-                    onStartOver(lastID!, start)
-                    commands.append(RedisCommand(key: key, arguments: ["DEL", key]))
-                    commands.append(RedisCommand(key: generationKey, arguments: ["INCR", generationKey]))
-                    lastID = EventID(epoch: 0, sequence: 0)  // the resync becomes 0-1, below every id of the new slot
+                if explicitIDs, let start = entry.historyStart {
+                    // A new slot: its ids may start below entries already in the stream (a failover to a standby that
+                    // lagged). Start the stream over, on its own (nothing before it in this batch may be reordered
+                    // after it), with the resync as its first entry.
+                    try pipeline(commands, on: target)
+                    commands = []
+                    let reply = try target.command(
+                        ["EVAL", Self.startOverScript, "2", key, generationKey, start.description, String(maxLength)] + entry.fields, key: key
+                    )
+                    if let text = reply.errorText { throw RedisError.refused("EVAL", RedisErrorReply(text)) }
+                    if reply == .integer(1) {
+                        onStartOver(lastID!, start)
+                        lastID = EventID(epoch: 0, sequence: 1)
+                    }  // 0: this history already started the stream over (a retry after a lost reply): keep its top
+                    continue
                 }
+                var id = entry.id ?? "*"
                 if explicitIDs {
                     if let parsed = entry.id.flatMap(EventID.init(parsing:)) {
                         if parsed > lastID! { lastID = parsed }
@@ -80,21 +90,44 @@ package final class RelayStreamWriter: @unchecked Sendable {
                 }
                 commands.append(RedisCommand(key: key, arguments: ["XADD", key, "MAXLEN", "~", String(maxLength), id] + entry.fields))
             }
-            var duplicates = 0
-            for reply in try target.pipeline(commands) {
-                if let text = reply.errorText {
-                    guard text.contains("equal or smaller") else { throw RedisError.refused("XADD", RedisErrorReply(text)) }
-                    duplicates += 1
-                } else if explicitIDs, let id = reply.text.flatMap(EventID.init(parsing:)), id > lastID! {
-                    lastID = id
-                }
-            }
-            if duplicates > 0 { onDuplicate(duplicates) }
+            try pipeline(commands, on: target)
         } catch {
             lastID = nil  // read again: another writer may have appended meanwhile
             throw error
         }
     }
+
+    /// Sends XADDs; a refusal as not newer than the top is a duplicate (counted), any other error fails the batch.
+    private func pipeline(_ commands: [RedisCommand], on target: RedisTarget) throws(RedisError) {
+        guard !commands.isEmpty else { return }
+        var duplicates = 0
+        for reply in try target.pipeline(commands) {
+            if let text = reply.errorText {
+                guard text.contains("equal or smaller") else { throw RedisError.refused("XADD", RedisErrorReply(text)) }
+                duplicates += 1
+            } else if explicitIDs, let id = reply.text.flatMap(EventID.init(parsing:)), id > lastID! {
+                lastID = id
+            }
+        }
+        if duplicates > 0 { onDuplicate(duplicates) }
+    }
+
+    /// Starts the stream over, atomically: unless the generation key already names this history's start (a retry),
+    /// `DEL` the stream, set the generation to `<n+1> <start>` and append the resync (`ARGV[3…]`) as `0-1`. Returns 1
+    /// when it started over, 0 when this history had already. Both keys share one hash tag (one Cluster slot).
+    static let startOverScript = """
+        local generation = redis.call('GET', KEYS[2])
+        local count = 0
+        if generation then
+          local n, start = string.match(generation, '^(%d+) (.*)$')
+          if start == ARGV[1] then return 0 end
+          count = tonumber(n) or 0
+        end
+        redis.call('DEL', KEYS[1])
+        redis.call('SET', KEYS[2], (count + 1) .. ' ' .. ARGV[1])
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-1', unpack(ARGV, 3))
+        return 1
+        """
 
     /// The stream's last id (`XREVRANGE key + - COUNT 1`), or nil when it is empty.
     static func topID(_ key: String, on target: RedisTarget) throws(RedisError) -> EventID? {

@@ -261,11 +261,13 @@ struct SSETests {
             let raw = try RawHTTPConnection(port: fixture.port)
             raw.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
             try await raw.waitFor("retry: 2000")
+            let idle = try RawHTTPConnection(port: fixture.port)  // connected, no request yet (a browser's preconnect)
             let started = ContinuousClock.now
             await fixture.stop()
             #expect(ContinuousClock.now - started < .seconds(8))  // "within a few seconds", on a loaded 2-core CI machine
             try await eventually("streams closed") { clients.allSatisfy(\.closed) }
             try await raw.waitForClose()
+            try await idle.waitForClose(timeout: 2)
             #expect(raw.text.hasSuffix("\r\n0\r\n\r\n"), "the chunked response ends with its last chunk")
         }
     }
