@@ -15,6 +15,8 @@ struct SourceContext: Sendable {
     let logger: Logger
     let metrics: FreshetMetrics
     let stats: PipelineStats
+    /// `http.relay: redis`: open while this process holds the writer lock (nil: always the writer).
+    let fence: WriterFence?
 }
 
 /// The one interface between a capture source and everything after it (writer, publisher, hub).

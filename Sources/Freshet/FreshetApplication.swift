@@ -106,6 +106,7 @@ public final class FreshetApplication: Sendable {
                 }
             )
             : nil
+        let fence: WriterFence? = relayed ? WriterFence() : nil  // opened by the writer role while it holds the lock
         let positions = ReplicationPositions()
         var onApplied: (@Sendable (JobConfirmation) -> Void)?
         if replication { onApplied = { positions.record($0) } }
@@ -113,14 +114,14 @@ public final class FreshetApplication: Sendable {
             topology: redis.topology, tls: redis.tls, timeout: config.redis.timeout, maxPending: config.redis.maxPending,
             maxOutage: config.redis.maxOutage, replayAfterFailover: config.redis.replayAfterFailover,
             shutdownTimeout: config.shutdownTimeout, logger: logger, observer: metrics,
-            durable: replication, onApplied: onApplied, relay: relayStream
+            durable: replication, onApplied: onApplied, relay: relayStream, fence: fence
         )
         let queries = PostgresQueryConnection(conninfo: config.postgres.url)
         // One source; everything after it (the `ChangeSink`, writer, publisher, hub) is shared.
         let pipeline: any Service
         let context = SourceContext(
             config: config, writer: writer, hub: hub, queries: queries, readiness: readiness, logger: logger, metrics: metrics,
-            stats: stats
+            stats: stats, fence: fence
         )
         if replication {
             readiness.update { $0.replication = true }
@@ -169,13 +170,13 @@ public final class FreshetApplication: Sendable {
             .init(service: pipeline),
         ]
         var relayServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if relayed {
+        if relayed, let fence {
             let lock = WriterLock(
                 conninfo: config.postgres.url, name: "freshet writer \(relayName)", takeover: config.http.relayTakeover, logger: logger
             )
             readiness.update { $0.standby = true }
             writerSide = [.init(service: WriterRole(
-                lock: lock, services: writerSide, readiness: readiness, logger: logger, shutdownTimeout: config.shutdownTimeout
+                lock: lock, fence: fence, services: writerSide, readiness: readiness, logger: logger, shutdownTimeout: config.shutdownTimeout
             ))]
             relayServices = [.init(service: RelayReader(
                 access: redis, key: relayKey, generationKey: relayGenerationKey, hub: hub, replay: config.http.replay, readiness: readiness, logger: logger

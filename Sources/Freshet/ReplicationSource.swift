@@ -144,7 +144,8 @@ final class ReplicationSource: Service {
             positions: { [metrics] confirmed, server, retained in
                 metrics.replicationPositions(confirmed: confirmed, server: server, retained: retained)
             },
-            fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } }
+            fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } },
+            mayConnect: { [fence = context.fence] in fence?.isOpen ?? true }
         )
     }
 }

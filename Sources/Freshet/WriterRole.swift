@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import FreshetPostgres
+import FreshetRedis
 import FreshetSystem
 import Logging
 import ServiceLifecycle
@@ -11,20 +12,27 @@ import Synchronization
 /// lock (`WriterLock`). Until then the process stands by: it serves `/events` from the relay stream, `/readyz` 200,
 /// `freshet_writer` 0.
 ///
-/// A writer whose lock session breaks (PostgreSQL restarted, the network cut) stops with an error, so that its
-/// supervisor restarts it as a standby: another process may already have taken over, and two writers must not run.
+/// A writer whose lock session breaks (PostgreSQL restarted, the network cut) closes its `WriterFence` at once — its
+/// Redis writer applies nothing more — and stops with an error, so that its supervisor restarts it as a standby:
+/// another process may already have taken over, and two writers must not run.
 /// In replication mode the new writer resumes from the slot (nothing lost, no flush); in notify mode its start is a
 /// `startup` gap (flush + resync), as for any start.
 final class WriterRole: Service, @unchecked Sendable {
     let lock: WriterLock
+    /// Open while this process holds the lock; the Redis writer applies nothing while it is closed.
+    let fence: WriterFence
     let services: [ServiceGroupConfiguration.ServiceConfiguration]
     let readiness: ReadinessState
     let logger: Logger
     let shutdownTimeout: Double
     private let writerGauge = Gauge(label: "freshet_writer")
 
-    init(lock: WriterLock, services: [ServiceGroupConfiguration.ServiceConfiguration], readiness: ReadinessState, logger: Logger, shutdownTimeout: Double) {
+    init(
+        lock: WriterLock, fence: WriterFence, services: [ServiceGroupConfiguration.ServiceConfiguration], readiness: ReadinessState,
+        logger: Logger, shutdownTimeout: Double
+    ) {
         self.lock = lock
+        self.fence = fence
         self.services = services
         self.readiness = readiness
         self.logger = logger
@@ -51,6 +59,7 @@ final class WriterRole: Service, @unchecked Sendable {
         }
         guard acquired else { return }
 
+        fence.open()
         readiness.update { $0.standby = false }
         writerGauge.record(1)
         logger.notice("this process is the writer now (it holds the writer lock)")
@@ -59,6 +68,7 @@ final class WriterRole: Service, @unchecked Sendable {
         configuration.maximumCancellationDuration = nil
         let group = ServiceGroup(configuration: configuration)
         defer {
+            fence.close()
             lock.release()
             writerGauge.record(0)
         }
@@ -70,15 +80,18 @@ final class WriterRole: Service, @unchecked Sendable {
                     Task { await group.triggerGracefulShutdown() }
                 }
             }
-            tasks.addTask {
-                // The lock's session, checked every second: a writer that lost it must stop.
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(1))
-                    let held = Mutex(true)
-                    await runOnDedicatedThread(name: "freshet-writer-lock", body: { held.withLock { $0 = lock.stillHeld() } }, stop: {})
-                    if !held.withLock({ $0 }) {
-                        throw StartupError(message: "lost the writer lock (its PostgreSQL session ended); stopping so that another process takes over")
-                    }
+            tasks.addTask { [fence] in
+                // The lock's session, watched on a thread of its own: a writer that lost it applies nothing more
+                // (the fence closes at once) and stops.
+                let lost = Mutex(false)
+                let stop = Mutex(false)
+                await runOnDedicatedThread(name: "freshet-writer-lock", body: {
+                    let broke = lock.watch(stopped: { stop.withLock { $0 } })
+                    if broke { fence.close() }
+                    lost.withLock { $0 = broke }
+                }, stop: { stop.withLock { $0 = true } })
+                if lost.withLock({ $0 }) {
+                    throw StartupError(message: "lost the writer lock (its PostgreSQL session ended); stopping so that another process takes over")
                 }
             }
             try await tasks.next()

@@ -34,6 +34,9 @@ package struct ReplicationHooks: Sendable {
     /// A problem only the operator can fix (`wal_level`, the slot's plugin, a publication that differs): `run`
     /// exits 2 with it.
     package var fatal: @Sendable (_ field: String, _ message: String) -> Void
+    /// Whether the reader may connect (and make the slot) now: with `http.relay: redis`, only while this process holds
+    /// the writer lock, so that a writer that lost it does not make the slot of the next one.
+    package var mayConnect: @Sendable () -> Bool
 
     package init(
         streaming: @escaping @Sendable (String?, UInt64, UInt64) -> Void, disconnected: @escaping @Sendable (String) -> Void,
@@ -41,8 +44,10 @@ package struct ReplicationHooks: Sendable {
         canTakeMore: @escaping @Sendable () -> Bool,
         applied: @escaping @Sendable () -> UInt64, storePosition: @escaping @Sendable (UInt64, EventID?) -> Void,
         stored: @escaping @Sendable () -> UInt64, notReady: @escaping @Sendable (String?) -> Void,
-        positions: @escaping @Sendable (UInt64, UInt64, Int64) -> Void, fatal: @escaping @Sendable (String, String) -> Void
+        positions: @escaping @Sendable (UInt64, UInt64, Int64) -> Void, fatal: @escaping @Sendable (String, String) -> Void,
+        mayConnect: @escaping @Sendable () -> Bool = { true }
     ) {
+        self.mayConnect = mayConnect
         self.streaming = streaming
         self.disconnected = disconnected
         self.transaction = transaction
@@ -140,6 +145,10 @@ package final class ReplicationReader: @unchecked Sendable {
         var handedThrough: UInt64 = 0
         let redacted = Redaction.connectionString(settings.conninfo)
         while !isStopping {
+            if !hooks.mayConnect() {
+                if wake.wait(seconds: 0.05) { break }
+                continue
+            }
             do {
                 let catalog = try PGConnection.connect(settings.conninfo, applicationName: "freshet_replication_catalog")
                 var (gap, confirmed): (String?, UInt64) = (nil, 0)

@@ -9,8 +9,8 @@ import Logging
 /// the connection uses TCP keepalives every second and `tcp_user_timeout` of the takeover bound, so that a dead peer
 /// is noticed on both sides within it.
 ///
-/// Blocking; used from one thread at a time (the role's). Not a fence on its own: a writer that loses its session
-/// stops (the process exits), and the data is idempotent (UNLINK, SET of a row's latest state).
+/// Blocking; used from one thread at a time (the role's). Not a fence on its own: the role closes the writer's
+/// `WriterFence` as soon as `watch` sees the session break, and the process exits.
 package final class WriterLock: @unchecked Sendable {
     private let conninfo: String
     private let name: String
@@ -97,6 +97,34 @@ package final class WriterLock: @unchecked Sendable {
             self.connection = nil
             return false
         }
+    }
+
+    /// Blocks until the lock's session breaks (true) or `stopped()` says to give up (false). Watches the connection's
+    /// socket every 100 ms — a server that crashed, restarted or ended the session closes it, noticed at once — and
+    /// asks `SELECT 1` every second (a silent peer is noticed through the keepalives and `tcp_user_timeout`).
+    package func watch(stopped: () -> Bool) -> Bool {
+        var asked = ContinuousClock.now
+        while !stopped() {
+            guard let connection else { return true }
+            var socket = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
+            if poll(&socket, 1, 100) != 0 {  // input, an error, or a hang-up
+                do {
+                    try connection.consumeInput()
+                } catch {
+                    self.connection = nil
+                    return true
+                }
+                if !connection.isConnected {
+                    self.connection = nil
+                    return true
+                }
+            }
+            if ContinuousClock.now - asked >= .seconds(1) {
+                if !stillHeld() { return true }
+                asked = .now
+            }
+        }
+        return false
     }
 
     /// Ends the session (and so the lock).

@@ -34,6 +34,8 @@ package final class RedisWriter: Service, @unchecked Sendable {
     private let onApplied: (@Sendable (JobConfirmation) -> Void)?
     /// `http.relay: redis`: each batch's events are appended to the relay stream before they are reported.
     private let relay: RelayStreamWriter?
+    /// `http.relay: redis`: operations are applied only while it is open (this process holds the writer lock).
+    private let fence: WriterFence?
 
     /// Guards the repair settings and the published state.
     private let lock = NSLock()
@@ -68,8 +70,10 @@ package final class RedisWriter: Service, @unchecked Sendable {
         topology: RedisTopology, tls: RedisTLSContext?, timeout: Double, maxPending: Int, maxOutage: Double = 30,
         replayAfterFailover: Double = 15, shutdownTimeout: Double,
         logger: Logger, observer: RedisWriterObserver? = nil, completionBuffer: Int = RedisWriter.defaultCompletionBuffer,
-        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil, relay: RelayStreamWriter? = nil
+        durable: Bool = false, onApplied: (@Sendable (JobConfirmation) -> Void)? = nil, relay: RelayStreamWriter? = nil,
+        fence: WriterFence? = nil
     ) {
+        self.fence = fence
         self.durable = durable
         self.onApplied = onApplied
         self.relay = relay
@@ -202,9 +206,17 @@ package final class RedisWriter: Service, @unchecked Sendable {
             if t.backlog.isEmpty && t.state.gapCause == nil {
                 if taken.stopping { break }
                 if !t.connected || ContinuousClock.now - t.lastActivity >= .seconds(Self.idlePing) { ping(&t) }
-                if t.connected && t.target.masterChange != nil, let fault = replay(&t) {
+                if t.connected && t.target.masterChange != nil && fence?.isOpen != false, let fault = replay(&t) {
                     _ = fail(&t, fault, stopping: taken.stopping, pastDeadline: pastDeadline)
                 }
+                continue
+            }
+
+            // `http.relay: redis`: nothing is applied once the writer lock is lost. When stopping, what is left is the
+            // next writer's (the slot sends it again; in notify mode the next writer starts with a flush).
+            if let fence, !fence.isOpen {
+                if taken.stopping { break }
+                Foundation.Thread.sleep(forTimeInterval: 0.05)
                 continue
             }
 

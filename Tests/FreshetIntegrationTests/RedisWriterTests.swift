@@ -34,4 +34,32 @@ struct RedisWriterTests {
         let marker = try #require(all.firstIndex { $0.job.repairCause == "events_dropped" })
         #expect(marker >= 2)  // after what the buffer held
     }
+
+    /// `http.relay: redis`: a writer whose fence is closed (its process lost the writer lock) applies nothing; once it
+    /// is open, the waiting job is applied.
+    @Test func aClosedFenceAppliesNothing() async throws {
+        let (_, url) = try TestServers.require()
+        let fence = WriterFence()
+        let writer = RedisWriter(
+            topology: .standalone(try RedisEndpoint(parsing: url)), tls: nil, timeout: 2, maxPending: 100_000, shutdownTimeout: 2,
+            logger: Logger(label: "test"), fence: fence
+        )
+        let run = Task { try await writer.run() }
+        let redis = try TestRedis()
+        let key = "\(TestServers.uniquePrefix()):fenced"
+        try redis.run("SET", key, "cached")
+        writer.submit(RedisJob(operations: [.unlink(key)], event: nil))
+        // Closed: the job waits. Watched for a while (the writer loops every 50 ms meanwhile).
+        let watchedUntil = ContinuousClock.now + .milliseconds(500)
+        while ContinuousClock.now < watchedUntil {
+            #expect(try redis.exists(key), "applied while the fence was closed")
+            #expect(writer.pending == 1)
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        fence.open()
+        try await eventually("applied once the fence is open") { try !redis.exists(key) }
+        writer.stop()
+        _ = try? await run.value
+    }
 }
+
