@@ -33,12 +33,22 @@ final class ReplicationSource: Service {
     /// The Redis key holding the last confirmed position and the last event id before it.
     var positionKey: String { "freshet:\(config.postgres.replication.slot):position" }
 
+    /// The Redis key recording a slot made but not yet repaired for (its gap's cause): set before the slot is made,
+    /// removed once the repair was applied. A process that died in between leaves it for the next one, which repairs
+    /// although the slot exists.
+    var repairKey: String { "freshet:\(config.postgres.replication.slot):repair" }
+
     func run() async throws {
         let catalog: TableCatalog
         let marker: StoredPosition?
+        let pendingRepair: String?
         do {
             catalog = try await cancelWhenGracefulShutdown { try await self.start() }
-            marker = try await cancelWhenGracefulShutdown { await self.readStoredPosition() }
+            guard let state = await readState() else {  // stopped while Redis was away
+                try? await gracefulShutdown()
+                return
+            }
+            (marker, pendingRepair) = state
         } catch is CancellationError {
             try? await gracefulShutdown()
             return
@@ -51,7 +61,9 @@ final class ReplicationSource: Service {
         )
         settings.stored = marker.map { ($0.lsn, $0.lastEvent) }
         let sink = ChangeSink(catalog: catalog, context: context)
-        let reader = ReplicationReader(settings: settings, hooks: hooks(sink: sink, marker: marker, fatal: fatal), logger: context.logger)
+        let reader = ReplicationReader(
+            settings: settings, hooks: hooks(sink: sink, marker: marker, pendingRepair: pendingRepair, fatal: fatal), logger: context.logger
+        )
         await withGracefulShutdownHandler {
             await reader.run()
         } onGracefulShutdown: {
@@ -77,28 +89,61 @@ final class ReplicationSource: Service {
         return catalog
     }
 
-    /// The position and event id stored with the last confirmation, read once at start (nil when Redis is away: then
-    /// only resumes at or after the slot's confirmed position are complete).
-    private func readStoredPosition() async -> StoredPosition? {
-        let key = positionKey
-        let redis = redis
-        let logger = context.logger
-        return await withCheckedContinuation { done in
-            Thread.detachNewThread {
-                let text = try? redis.target(logger: logger).command(["GET", key], key: key).text
-                done.resume(returning: text.flatMap(StoredPosition.init(parsing:)))
-            }
+    /// Read once at start, before the slot is used: the position and event id stored with the last confirmation, and
+    /// a repair a process left undone (`repairKey`). Waits for Redis (nothing can be invalidated without it anyway);
+    /// nil when stopped meanwhile.
+    private func readState() async -> (StoredPosition?, String?)? {
+        let (positionKey, repairKey, redis, logger) = (positionKey, repairKey, redis, context.logger)
+        let result = Mutex<(StoredPosition?, String?)?>(nil)
+        let stop = Mutex(false)
+        await withGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "freshet-replication-state", body: {
+                let target = redis.target(logger: logger)
+                var backoff = Backoff(base: 0.2, cap: 2)
+                while !stop.withLock({ $0 }) {
+                    do throws(RedisError) {
+                        let replies = try target.pipeline([
+                            RedisCommand(key: positionKey, arguments: ["GET", positionKey]),
+                            RedisCommand(key: repairKey, arguments: ["GET", repairKey]),
+                        ])
+                        if let text = replies.lazy.compactMap(\.errorText).first { throw RedisError.refused("GET", RedisErrorReply(text)) }
+                        result.withLock { $0 = (replies[0].text.flatMap(StoredPosition.init(parsing:)), replies[1].text) }
+                        return
+                    } catch {
+                        target.reset()
+                        if backoff.attempt == 0 {
+                            logger.warning("waiting for Redis to read the replication state", metadata: ["error": "\(error.message)"])
+                        }
+                        Thread.sleep(forTimeInterval: backoff.next())
+                    }
+                }
+            }, stop: { stop.withLock { $0 = true } })
+        } onGracefulShutdown: {
+            stop.withLock { $0 = true }
         }
+        return result.withLock { $0 }
     }
 
-    private func hooks(sink: ChangeSink, marker: StoredPosition?, fatal: FatalProblem) -> ReplicationHooks {
+    /// Records the repair a slot about to be made needs (`repairKey`); throws when Redis does not take it.
+    private func recordRepair(_ cause: String) throws {
+        let target = redis.target(logger: context.logger)
+        let reply = try target.command(["SET", repairKey, cause], key: repairKey)
+        if let text = reply.errorText { throw RedisError.refused("SET", RedisErrorReply(text)) }
+    }
+
+    private func hooks(sink: ChangeSink, marker: StoredPosition?, pendingRepair: String?, fatal: FatalProblem) -> ReplicationHooks {
         let (writer, hub, readiness, metrics) = (context.writer, context.hub, context.readiness, context.metrics)
         let planner = TransactionPlanner(
             catalog: sink.catalog, queries: context.queries, logger: context.logger, metrics: metrics, stats: context.stats
         )
         let streamed = OnceFlag()
+        let pending = Mutex(pendingRepair)
         return ReplicationHooks(
             streaming: { [self] gap, confirmed, server in
+                // A repair a process left undone (it died between making the slot and applying the flush): done now,
+                // although the slot exists.
+                let left = pending.withLock { value in defer { value = nil }; return value }
+                let gap = gap ?? left
                 // Resumes from here on are complete: the slot sends everything after its confirmed position again,
                 // and nothing between the stored last event and that position was an event. The marker counts only
                 // when it is not behind the slot (Redis may have lost its newest write) and no gap came between.
@@ -115,6 +160,8 @@ final class ReplicationSource: Service {
                     gap: gap == "slot_created" && (marker != nil || streamedBefore) ? "slot_lost" : gap,
                     historyStart: gap != nil ? EventID(epoch: confirmed, sequence: 0) : nil
                 )
+                // Behind the repair in the writer's order: the record goes once the flush was applied.
+                if gap != nil { writer.submit(RedisJob(operations: [.unlink(repairKey)], event: nil)) }
             },
             disconnected: { _ in sink.sourceDown() },
             transaction: { [positions] piece, handedEarlier, tick in
@@ -145,7 +192,8 @@ final class ReplicationSource: Service {
                 metrics.replicationPositions(confirmed: confirmed, server: server, retained: retained)
             },
             fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } },
-            mayConnect: { [fence = context.fence] in fence?.isOpen ?? true }
+            mayConnect: { [fence = context.fence] in fence?.isOpen ?? true },
+            willMakeSlot: { [self] cause in try recordRepair(cause) }
         )
     }
 }

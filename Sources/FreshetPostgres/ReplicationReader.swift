@@ -37,6 +37,10 @@ package struct ReplicationHooks: Sendable {
     /// Whether the reader may connect (and make the slot) now: with `http.relay: redis`, only while this process holds
     /// the writer lock, so that a writer that lost it does not make the slot of the next one.
     package var mayConnect: @Sendable () -> Bool
+    /// Called just before a slot is made (`slot_created` or `slot_lost`): the repair it will need must be recorded
+    /// durably first, so that a process that dies before the repair is done leaves it to the next one. Throwing
+    /// postpones making the slot (retried).
+    package var willMakeSlot: @Sendable (_ cause: String) throws -> Void
 
     package init(
         streaming: @escaping @Sendable (String?, UInt64, UInt64) -> Void, disconnected: @escaping @Sendable (String) -> Void,
@@ -45,9 +49,10 @@ package struct ReplicationHooks: Sendable {
         applied: @escaping @Sendable () -> UInt64, storePosition: @escaping @Sendable (UInt64, EventID?) -> Void,
         stored: @escaping @Sendable () -> UInt64, notReady: @escaping @Sendable (String?) -> Void,
         positions: @escaping @Sendable (UInt64, UInt64, Int64) -> Void, fatal: @escaping @Sendable (String, String) -> Void,
-        mayConnect: @escaping @Sendable () -> Bool = { true }
+        mayConnect: @escaping @Sendable () -> Bool = { true }, willMakeSlot: @escaping @Sendable (String) throws -> Void = { _ in }
     ) {
         self.mayConnect = mayConnect
+        self.willMakeSlot = willMakeSlot
         self.streaming = streaming
         self.disconnected = disconnected
         self.transaction = transaction
@@ -258,6 +263,7 @@ package final class ReplicationReader: @unchecked Sendable {
                 return (nil, LSN(parsing: slot[3] ?? "")?.value ?? 0)
             }
         }
+        try hooks.willMakeSlot(gap ?? "slot_created")
         hooks.notReady("creating replication slot \"\(settings.slot)\" (it waits for open transactions to end)")
         let stream = try PGConnection.connectReplication(settings.conninfo)
         let created = try stream.command(

@@ -335,6 +335,42 @@ struct ReplicationTests {
         }
     }
 
+    /// A process that died between making the slot and applying its repair leaves the repair recorded in Redis: the
+    /// next start repairs (flush, resync) although the slot exists, and removes the record; with nothing recorded, a
+    /// start flushes nothing.
+    @Test func aRepairLeftUndoneIsDoneAtTheNextStart() async throws {
+        try await Self.withSlot { url, slot in
+            try await offThePool {
+                try PGConnection.connect(url).execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')")
+            }
+            let prefix = TestServers.uniquePrefix()
+            func fixture() throws -> FreshetFixture {
+                try FreshetFixture(databaseURL: url, prefix: prefix, tablesYAML: Self.tables, postgres: Self.source(slot))
+            }
+            let redis = try TestRedis()
+            let record = "freshet:\(slot):repair"
+            try await fixture().running { _ in
+                // Made the slot: its repair was recorded before, applied, and the record removed.
+                try await eventually("the slot's record removed once its repair was applied") { try redis.run("EXISTS", record) == .integer(0) }
+            }
+            try redis.run("SET", "\(prefix):user:1", "cached")
+            try redis.run("SET", record, "slot_lost")  // what a process killed between making the slot and its flush leaves
+            try await fixture().running { f in
+                let client = try await f.subscribe()
+                try await eventually("flushed although the slot exists") { try redis.run("EXISTS", "\(prefix):user:1") == .integer(0) }
+                try await eventually("the record removed") { try redis.run("EXISTS", record) == .integer(0) }
+                try await f.sql("UPDATE users SET name = 'b' WHERE id = 1")
+                try await eventually("changes flow after the repair") { client.changes.count == 1 }
+            }
+            try redis.run("SET", "\(prefix):user:2", "cached")  // a row nobody changes (the slot may send user 1's again)
+            try await fixture().running { _ in
+                // Ready means every repair the start needed was applied: none, so nothing was flushed.
+                let present = try redis.run("EXISTS", "\(prefix):user:2")
+                #expect(present == .integer(1))
+            }
+        }
+    }
+
     /// The slot's confirmed position moves only once Redis applied the change: Redis paused after the commit, Freshet
     /// killed (-9), Redis back, Freshet restarted: the change is applied.
     @Test func aChangeNotAppliedBeforeAKillIsAppliedAfterTheRestart() async throws {
