@@ -59,7 +59,8 @@ final class ReplicationSource: Service {
             publication: config.postgres.replication.publication, manage: config.postgres.replication.manage,
             maxRetained: config.postgres.replication.maxRetained, tables: catalog.tables.map(\.schema.quotedName)
         )
-        settings.stored = marker.map { ($0.lsn, $0.lastEvent) }
+        // A repair left undone: the stored position belongs to the slot before it, and seeds nothing.
+        settings.stored = pendingRepair == nil ? marker.map { ($0.lsn, $0.lastEvent) } : nil
         let sink = ChangeSink(catalog: catalog, context: context)
         let reader = ReplicationReader(
             settings: settings, hooks: hooks(sink: sink, marker: marker, pendingRepair: pendingRepair, fatal: fatal), logger: context.logger
@@ -124,8 +125,12 @@ final class ReplicationSource: Service {
         return result.withLock { $0 }
     }
 
-    /// Records the repair a slot about to be made needs (`repairKey`); throws when Redis does not take it.
+    /// Records the repair a slot about to be made needs (`repairKey`); throws when Redis does not take it, or when
+    /// this process no longer holds the writer lock (`http.relay: redis`: the next writer makes the slot).
     private func recordRepair(_ cause: String) throws {
+        if let fence = context.fence, !fence.isOpen {
+            throw PostgresError(code: .connectionFailed, message: "not the writer any more: the slot is left to the next one")
+        }
         let target = redis.target(logger: context.logger)
         let reply = try target.command(["SET", repairKey, cause], key: repairKey)
         if let text = reply.errorText { throw RedisError.refused("SET", RedisErrorReply(text)) }
@@ -193,7 +198,10 @@ final class ReplicationSource: Service {
             },
             fatal: { field, message in fatal.problem.withLock { $0 = ConfigProblem(field: field, message: message) } },
             mayConnect: { [fence = context.fence] in fence?.isOpen ?? true },
-            willMakeSlot: { [self] cause in try recordRepair(cause) }
+            willMakeSlot: { [self] cause in
+                try recordRepair(cause)
+                pending.withLock { $0 = cause }  // repaired at this process's next streaming, whenever that is
+            }
         )
     }
 }

@@ -257,6 +257,7 @@ package final class ReplicationReader: @unchecked Sendable {
                 logger.error("the replication slot cannot be used; recreating it, then every key is flushed", metadata: [
                     "slot": "\(settings.slot)", "wal_status": "\(slot[2] ?? "")", "publication_created": "\(recreateSlot)",
                 ])
+                try hooks.willMakeSlot("slot_lost")  // recorded before the old slot is gone
                 _ = try db.query("SELECT pg_catalog.pg_drop_replication_slot($1)", parameters: [settings.slot])
                 gap = "slot_lost"
             } else {

@@ -391,11 +391,15 @@ package final class RedisWriter: Service, @unchecked Sendable {
     private func runBacklog(_ t: inout ThreadState) -> RedisWriterState.Fault? {
         let executor = RedisExecutor(observer: observer)
         while !t.backlog.isEmpty {
+            if let fence, !fence.isOpen { return nil }  // lost the writer lock meanwhile: nothing more (the loop waits)
             var count = 0
             var operations = 0
             while count < t.backlog.count && (operations < Self.batchLimit || count == 0) {
                 operations += t.backlog[count].job.operations.count
                 count += 1
+                // A gap repair ends its batch: what follows it runs only once its flush was done (a refused flush
+                // opens the writer's own gap, repaired before the rest of the backlog).
+                if t.backlog[count - 1].job.repairCause != nil { break }
             }
             if t.target.masterChange != nil, let fault = replay(&t) { return fault }
             let steps = RedisBatch.steps(for: t.backlog[0..<count].map(\.job))
