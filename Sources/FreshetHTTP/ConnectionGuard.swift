@@ -81,14 +81,21 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
     }
 
-    private func reject(_ context: ChannelHandlerContext) {
-        Self.overCapacity.increment()
-        let body = #"{"error":"too many connections (http.max_connections)"}"#
+    /// The `503` past `http.max_connections` (both server paths answer it): its body and fields but the length.
+    static let overCapacityBody = #"{"error":"too many connections (http.max_connections)"}"#
+    static let overCapacityFields: HTTPFields = {
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
+        fields[.retryAfter] = "5"
+        return fields
+    }()
+
+    private func reject(_ context: ChannelHandlerContext) {
+        Self.overCapacity.increment()
+        let body = Self.overCapacityBody
+        var fields = Self.overCapacityFields
         fields[.contentLength] = String(body.utf8.count)
         if !context.channel.isHTTP2Stream { fields[.connection] = "close" }  // HTTP/1.1 (HTTP/2 forbids the field)
-        fields[.retryAfter] = "5"
         context.write(wrapOutboundOut(.head(HTTPResponse(status: .serviceUnavailable, headerFields: fields))), promise: nil)
         context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(string: body))), promise: nil)
         let channel = context.channel

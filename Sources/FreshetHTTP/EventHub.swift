@@ -400,6 +400,16 @@ package struct HubStream: Sendable {
         subscriber.dropHandler.withLock { $0 = handler }
     }
 
+    /// Ties the stream to its connection, on either server path: released as soon as the client goes; dropped for
+    /// falling behind, the stream ends with a resync and the connection is closed two seconds later anyway (a client
+    /// that never reads would hold it forever).
+    package func bind(to channel: any Channel) {
+        onDrop {
+            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        }
+        channel.closeFuture.whenComplete { _ in cancel() }
+    }
+
     /// Ends the stream and releases the subscriber (the client went away).
     package func cancel() {
         subscriber.finish()

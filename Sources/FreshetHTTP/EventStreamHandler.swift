@@ -28,8 +28,10 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     nonisolated(unsafe) private(set) var eventLoop: (any EventLoop)?
     private let connections: OpenConnections?
 
-    init(connections: OpenConnections? = nil) {
+    /// - Parameter bare: Freshet's own HTTP/1.1 path (no HTTP handlers around this one).
+    init(connections: OpenConnections? = nil, bare: Bool = false) {
         self.connections = connections
+        self.bare = bare
     }
     // Everything below is touched on the event loop only.
     private var context: ChannelHandlerContext?
@@ -47,7 +49,7 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var isStream = false
     private var streamPending = 0
     /// Freshet's own HTTP/1.1 path: no HTTP handlers around this one; it frames the chunked response itself.
-    private var bare = false
+    private let bare: Bool
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -151,11 +153,6 @@ final class EventStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func flush() {
         // From below the HTTP handlers when events went that way: a flush anywhere sends every pending write.
         if !bare, let raw, raw.writer.chunked { raw.context.flush() } else { context?.flush() }
-    }
-
-    /// Freshet's own HTTP/1.1 path: marks the handler as the connection's only one. Before it is added.
-    func makeBare() {
-        bare = true
     }
 
     /// Own path: writes the response head (ending the head, `Transfer-Encoding: chunked`), then what waited in the

@@ -92,16 +92,15 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
         let view = received!.readableBytesView
         // Resumes 3 bytes back: the blank line may straddle two reads.
         let from = max(0, scanned - 3)
-        guard let rest = HTTPRequestHead.length(in: view.dropFirst(from)) else {
+        guard HTTPRequestHead.length(in: view.dropFirst(from)) != nil else {
             scanned = view.count
             if view.count > Self.maxHead { overLimit ? reject(context) : handOverNow(context) }
             return
         }
-        let headLength = from + rest
         deadline?.cancel()
         deadline = nil
         if overLimit { return reject(context) }
-        guard headLength == view.count, let head = HTTPRequestHead.plainGet("/events", in: view) else {
+        guard let head = HTTPRequestHead.plainGet("/events", in: view) else {
             handOverNow(context)
             return
         }
@@ -154,11 +153,7 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
         deadline?.cancel()
         deadline = nil
         ConnectionGuard.overCapacity.increment()
-        let body = #"{"error":"too many connections (http.max_connections)"}"#
-        var fields = HTTPFields()
-        fields[.contentType] = "application/json"
-        fields[.retryAfter] = "5"
-        respondAndClose(context, .serviceUnavailable, fields, body: body)
+        Self.respondAndClose(context, .serviceUnavailable, ConnectionGuard.overCapacityFields, body: ConnectionGuard.overCapacityBody)
         decided.succeed(.served)
     }
 
@@ -181,10 +176,6 @@ final class EventsFrontDoor: ChannelInboundHandler, RemovableChannelHandler {
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             }
         }
-    }
-
-    private func respondAndClose(_ context: ChannelHandlerContext, _ status: HTTPResponse.Status, _ fields: HTTPFields, body: String) {
-        Self.respondAndClose(context, status, fields, body: body)
     }
 
     /// A whole response with `Connection: close`, then the connection closed.
@@ -232,8 +223,7 @@ package struct EventsServer: Sendable {
     func stream(_ subscription: SubscriptionRequest, headers: HTTPFields, on context: ChannelHandlerContext) {
         let channel = context.channel
         let stream = hub.subscribe(subscription)
-        let handler = EventStreamHandler(connections: connections)
-        handler.makeBare()
+        let handler = EventStreamHandler(bare: true)  // the front door keeps the connection in `connections`
         do {
             try context.pipeline.syncOperations.addHandler(handler, position: .after(context.handler))
         } catch {
@@ -242,12 +232,7 @@ package struct EventsServer: Sendable {
             return
         }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        // Dropped for falling behind: its stream ends with a resync; give the write two seconds, then close anyway
-        // (a client that never reads would hold the connection forever).
-        stream.onDrop {
-            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-        }
-        channel.closeFuture.whenComplete { _ in stream.cancel() }  // released as soon as the client goes
+        stream.bind(to: channel)
         handler.attach(stream.subscriber, budget: stream.budget)
         var fields = headers
         fields[.transferEncoding] = "chunked"

@@ -66,12 +66,7 @@ package enum Routes {
                 headers = fields
             }
             let channel = context.channel
-            // Dropped for falling behind: its stream ends with a resync; give the write two seconds, then close anyway
-            // (a client that never reads would hold the connection forever).
-            stream.onDrop {
-                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-            }
-            channel.closeFuture.whenComplete { _ in stream.cancel() }  // released as soon as the client goes
+            stream.bind(to: channel)
             // Events are written from the hub on the connection's event loop; the response only waits for the end.
             guard await stream.attach(to: channel) else {
                 stream.cancel()

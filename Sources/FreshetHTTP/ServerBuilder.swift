@@ -18,7 +18,6 @@ package enum ServerBuilder {
 
     /// - Parameter events: what Freshet's own `/events` path needs (plain HTTP/1.1 only).
     package static func make(connections: OpenConnections, http: HTTPSettings, events: EventsServer) throws(Problem) -> HTTPServerBuilder {
-        let limits = ConnectionGuard.Limits(requestTimeout: http.requestTimeout, maxConnections: http.maxConnections)
         guard let tls = http.tls else {
             // The front door counted the connection and checked `max_connections` before handing it over; the guard
             // keeps the head deadline of each later request on the connection.
@@ -30,6 +29,7 @@ package enum ServerBuilder {
                 FreshetHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: handlers), events: events)
             }
         }
+        let limits = ConnectionGuard.Limits(requestTimeout: http.requestTimeout, maxConnections: http.maxConnections)
         let handlers = HTTP1Channel.Configuration(additionalChannelHandlers: [
             ConnectionGuard(limits: limits, connections: connections), EventStreamHandler(connections: connections),
         ])

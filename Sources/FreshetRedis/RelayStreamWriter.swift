@@ -31,7 +31,7 @@ package final class RelayStreamWriter: @unchecked Sendable {
     }
 
     package let key: String
-    /// Counts the stream's lives: incremented whenever it starts over (same hash tag as `key`).
+    /// Names the stream's life: `<count> <slot start>`, set whenever it starts over (same hash tag as `key`).
     package let generationKey: String
     private let maxLength: Int
     private let explicitIDs: Bool
@@ -68,7 +68,7 @@ package final class RelayStreamWriter: @unchecked Sendable {
                     // A new slot: its ids may start below entries already in the stream (a failover to a standby that
                     // lagged). Start the stream over, on its own (nothing before it in this batch may be reordered
                     // after it), with the resync as its first entry.
-                    try pipeline(commands, on: target)
+                    try send(commands, on: target)
                     commands = []
                     let reply = try target.command(
                         ["EVAL", Self.startOverScript, "2", key, generationKey, start.description, String(maxLength)] + entry.fields, key: key
@@ -90,7 +90,7 @@ package final class RelayStreamWriter: @unchecked Sendable {
                 }
                 commands.append(RedisCommand(key: key, arguments: ["XADD", key, "MAXLEN", "~", String(maxLength), id] + entry.fields))
             }
-            try pipeline(commands, on: target)
+            try send(commands, on: target)
         } catch {
             lastID = nil  // read again: another writer may have appended meanwhile
             throw error
@@ -98,7 +98,7 @@ package final class RelayStreamWriter: @unchecked Sendable {
     }
 
     /// Sends XADDs; a refusal as not newer than the top is a duplicate (counted), any other error fails the batch.
-    private func pipeline(_ commands: [RedisCommand], on target: RedisTarget) throws(RedisError) {
+    private func send(_ commands: [RedisCommand], on target: RedisTarget) throws(RedisError) {
         guard !commands.isEmpty else { return }
         var duplicates = 0
         for reply in try target.pipeline(commands) {
